@@ -1,0 +1,34 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "meshgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "meshgate", targets: ["meshgate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a table fallback; no Swift package offers it.
+        .target(name: "CMeshSupport"),
+        // The event model, topics and patterns, and the event codec. No dependencies.
+        .target(name: "MeshCore", dependencies: ["CMeshSupport"]),
+        // The built-in durable log: segments, indexes, recovery, retention, consumer offsets.
+        .target(name: "MeshLog", dependencies: [
+            "MeshCore", "CMeshSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The command line: the only place that bootstraps logging.
+        .executableTarget(name: "meshgate", dependencies: [
+            "MeshCore", "MeshLog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
+        .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,14 @@
+#ifndef CMESHSUPPORT_H
+#define CMESHSUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// CRC32C (Castagnoli) of `len` bytes, continuing from `crc` (pass 0 to start).
+/// Uses the SSE4.2 / ARMv8 CRC instructions when the CPU has them, a table otherwise.
+uint32_t mesh_crc32c(uint32_t crc, const void *data, size_t len);
+
+/// 1 when the hardware path is in use, 0 for the table fallback.
+int mesh_crc32c_hardware(void);
+
+#endif
