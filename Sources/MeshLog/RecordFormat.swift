@@ -3,7 +3,7 @@ import CMeshSupport
 /// The on-disk framing of one record in a segment file (all integers little-endian):
 ///
 ///     0  u32  length     bytes after this field: 20 + payload length
-///     4  u32  crc32c     over bytes 8 ..< 4 + length (offset, timestamp, payload)
+///     4  u32  crc32c     over bytes 8 ..< 4 + length (offset, timestamp and payload)
 ///     8  u64  offset     the record's offset in its partition
 ///     16 i64  timestamp  append time, microseconds since the Unix epoch
 ///     24 ...  payload
@@ -21,7 +21,7 @@ enum RecordFormat {
         (p + 8).storeBytes(of: UInt64(bitPattern: offset).littleEndian, as: UInt64.self)
         (p + 16).storeBytes(of: UInt64(bitPattern: timestamp).littleEndian, as: UInt64.self)
         if payload.count > 0 { (p + headerSize).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
-        let crc = mesh_crc32c(0, p + 8, lengthOverhead + payload.count)
+        let crc = mesh_crc32c(0, p + 8, lengthOverhead - 4 + payload.count)
         (p + 4).storeBytes(of: crc.littleEndian, as: UInt32.self)
     }
 
@@ -47,7 +47,7 @@ enum RecordFormat {
         let size = 4 + length
         if available < size { return .incomplete(needed: size) }
         let stored = UInt32(littleEndian: (base + 4).loadUnaligned(as: UInt32.self))
-        let crc = mesh_crc32c(0, base + 8, length)
+        let crc = mesh_crc32c(0, base + 8, length - 4)
         if crc != stored { return .invalid(reason: "checksum mismatch") }
         let offset = Int64(bitPattern: UInt64(littleEndian: (base + 8).loadUnaligned(as: UInt64.self)))
         let timestamp = Int64(bitPattern: UInt64(littleEndian: (base + 16).loadUnaligned(as: UInt64.self)))
