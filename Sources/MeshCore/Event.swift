@@ -149,8 +149,12 @@ public struct EventError: MeshError, Equatable {
 public struct EventExtensions: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiteral {
     public typealias Element = (name: String, value: String)
 
-    private var names: [String] = []
-    private var values: [String] = []
+    fileprivate struct Pair: Hashable, Sendable {
+        var name: String
+        var value: String
+    }
+
+    private var pairs: [Pair] = []
 
     public init() {}
 
@@ -162,71 +166,61 @@ public struct EventExtensions: Hashable, Sendable, Sequence, ExpressibleByDictio
         for (name, value) in dictionary { self[name] = value }
     }
 
-    public var count: Int { names.count }
-    public var isEmpty: Bool { names.isEmpty }
+    public var count: Int { pairs.count }
+    public var isEmpty: Bool { pairs.isEmpty }
 
     public subscript(name: String) -> String? {
         get {
             let (index, found) = position(of: name)
-            return found ? values[index] : nil
+            return found ? pairs[index].value : nil
         }
         set {
             let (index, found) = position(of: name)
             switch (found, newValue) {
-            case (true, let value?): values[index] = value
-            case (true, nil):
-                names.remove(at: index)
-                values.remove(at: index)
-            case (false, let value?):
-                names.insert(name, at: index)
-                values.insert(value, at: index)
+            case (true, let value?): pairs[index].value = value
+            case (true, nil): pairs.remove(at: index)
+            case (false, let value?): pairs.insert(Pair(name: name, value: value), at: index)
             case (false, nil): break
             }
         }
     }
 
     public var dictionary: [String: String] {
-        Dictionary(uniqueKeysWithValues: zip(names, values))
+        Dictionary(uniqueKeysWithValues: pairs.lazy.map { ($0.name, $0.value) })
     }
 
     public struct Iterator: IteratorProtocol {
-        fileprivate let names: [String]
-        fileprivate let values: [String]
-        fileprivate var index = 0
+        fileprivate var base: IndexingIterator<[Pair]>
 
         public mutating func next() -> Element? {
-            guard index < names.count else { return nil }
-            defer { index += 1 }
-            return (names[index], values[index])
+            base.next().map { ($0.name, $0.value) }
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(names: names, values: values) }
+    public func makeIterator() -> Iterator { Iterator(base: pairs.makeIterator()) }
 
     /// Appends a pair known to sort after every name already present (the decoder's fast path).
     mutating func appendSorted(name: String, value: String) {
-        names.append(name)
-        values.append(value)
+        pairs.append(Pair(name: name, value: value))
     }
 
     mutating func reserveCapacity(_ n: Int) {
-        names.reserveCapacity(n)
-        values.reserveCapacity(n)
+        pairs.reserveCapacity(n)
     }
 
     /// Binary search by UTF-8 byte order, the order the codec writes.
     private func position(of name: String) -> (Int, Bool) {
         var lo = 0
-        var hi = names.count
+        var hi = pairs.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if Self.precedes(names[mid], name) {
+            if Self.precedes(pairs[mid].name, name) {
                 lo = mid + 1
             } else {
                 hi = mid
             }
         }
-        return (lo, lo < names.count && names[lo].utf8.elementsEqual(name.utf8))
+        return (lo, lo < pairs.count && pairs[lo].name.utf8.elementsEqual(name.utf8))
     }
 
     static func precedes(_ a: String, _ b: String) -> Bool {

@@ -112,15 +112,16 @@ public final class EventIDGenerator: Sendable {
     /// The next id at a given clock reading: a fresh random tail when the clock moved past the last
     /// id's millisecond, otherwise the last id plus one (so a clock stepping back never reorders).
     public func next(milliseconds now: UInt64) -> EventID {
-        var rng = SystemRandomNumberGenerator()
-        let tailHigh = UInt16.random(in: 0...UInt16.max, using: &rng)
-        let tailLow = rng.next()
-        return state.withLock { state in
+        state.withLock { state in
             let last = state.last
             let id: EventID
             if (now & 0xFFFF_FFFF_FFFF) > last.milliseconds {
+                // Fresh randomness once per millisecond only: it is a system call, and within a
+                // millisecond the counter alone keeps ids unique and ordered.
+                var rng = SystemRandomNumberGenerator()
+                let tail = rng.next()
                 // Keep the top tail bit clear so a millisecond has 2^79 increments of headroom.
-                id = EventID(milliseconds: now, tailHigh: tailHigh & 0x7FFF, tailLow: tailLow)
+                id = EventID(milliseconds: now, tailHigh: UInt16(truncatingIfNeeded: tail >> 49), tailLow: rng.next())
             } else {
                 let (low, carry) = last.low.addingReportingOverflow(1)
                 // A carry out of the 80-bit tail moves into the millisecond bits: still increasing.
