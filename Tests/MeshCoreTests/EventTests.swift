@@ -4,7 +4,10 @@ import Testing
 @Suite struct EventTests {
     @Test func fillsMissingAttributesAtIngest() throws {
         let now = Timestamp(microsecondsSinceEpoch: 1_709_210_096_123_456)
-        let event = Event(topic: try Topic("a/b")).filled(node: "node-a", ingress: "http", now: now)
+        // A private generator: the shared one may already have handed out ids at a later clock
+        // reading, and then (rightly) keeps counting from there.
+        let event = Event(topic: try Topic("a/b"))
+            .filled(node: "node-a", ingress: "http", now: now, ids: EventIDGenerator())
         #expect(event.source == "meshgate://node-a/http")
         #expect(event.type == "meshgate.publish")
         #expect(event.time == now)
