@@ -4,7 +4,8 @@ import MeshCore
 import MeshLog
 
 /// Appends under load and prints each acknowledged record, for crash tests and the recovery
-/// benchmark. Hidden: it is a test tool, not part of the product's interface.
+/// benchmark. An acknowledgement line reads `ack <partition> <offset> <run> <producer> <seq>
+/// <crc32c of the payload> <payload length>`; a payload starts with `r<run>:p<producer>:s<seq>:`. Hidden: it is a test tool, not part of the product's interface.
 struct AppendLoad: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "append-load", abstract: "Append under load, printing acknowledgements (testing tool).", shouldDisplay: false)
 
@@ -56,7 +57,7 @@ final class LoadRunner: @unchecked Sendable {
     let printAcks: Bool
     let runID: UInt32
     let done = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
+    private let lock = NSRecursiveLock()
     private var seqs: [Int]
     private var written: Int64 = 0
     private var outstanding = 0
@@ -77,13 +78,15 @@ final class LoadRunner: @unchecked Sendable {
         for p in 0..<producers { for _ in 0..<inflight { next(p) } }
     }
 
+    /// Issues the producer's next append. The lock is held across the append call so that a
+    /// producer's records are queued in sequence order (appends only enqueue; the lock is recursive
+    /// because a failing append completes at once).
     private func next(_ producer: Int) {
         lock.lock()
+        defer { lock.unlock() }
         if stopping || (byteBudget > 0 && written >= byteBudget) {
             stopping = true
-            let finished = outstanding == 0
-            lock.unlock()
-            if finished { done.signal() }
+            if outstanding == 0 { done.signal() }
             return
         }
         let seq = seqs[producer]
@@ -91,12 +94,12 @@ final class LoadRunner: @unchecked Sendable {
         let payload = loadPayload(run: runID, producer: producer, seq: seq, maxPayload: maxPayload)
         written += Int64(payload.count)
         outstanding += 1
-        lock.unlock()
         topic.append(payload, key: "producer-\(producer)") { [self] result in
             switch result {
             case .success(let at):
                 if printAcks {
-                    let line = "ack \(at.partition) \(at.offset) \(runID) \(producer) \(seq)\n"
+                    let crc = payload.withUnsafeBytes { crc32c($0) }
+                    let line = "ack \(at.partition) \(at.offset) \(runID) \(producer) \(seq) \(crc) \(payload.count)\n"
                     line.utf8CString.withUnsafeBufferPointer { buf in _ = write(1, buf.baseAddress, buf.count - 1) }
                 }
             case .failure(let error):
