@@ -57,13 +57,15 @@ final class LogWriter: @unchecked Sendable {
     }
 }
 
-/// One batch written for an `always` partition, waiting for its fdatasync.
+/// One written batch waiting to be acknowledged: after its fdatasync for `always` partitions, at
+/// once for the others.
 struct SyncJob {
     let partition: PartitionLog
     let file: OpenFile
     let segment: Int64
     let endOffset: Int64
     let endPosition: Int64
+    let needsSync: Bool
     let completions: [(completion: @Sendable (Result<Int64, LogError>) -> Void, first: Int64)]
 }
 
@@ -158,10 +160,9 @@ final class LogSyncer: @unchecked Sendable {
     }
 
     private func syncJobs(_ jobs: [SyncJob]) {
-        guard !jobs.isEmpty else { return }
         // One fdatasync per file covers every batch written to it before the call.
         var results: [Int32: LogError?] = [:]
-        for job in jobs where results[job.file.fd] == nil {
+        for job in jobs where job.needsSync && results[job.file.fd] == nil {
             do {
                 try FileIO.sync(job.file.fd, path: job.file.path)
                 results[job.file.fd] = .some(nil)

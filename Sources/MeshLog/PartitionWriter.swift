@@ -1,6 +1,9 @@
 /// The writer thread's side of a partition: encoding pending appends, writing them, rolling and
 /// sealing segments. Only the writer thread calls these (recovery runs before it starts).
 extension PartitionLog {
+    /// Batches with at most this many appends are acknowledged on the writer thread itself.
+    static let inlineCompletionLimit = 8
+
     func writePending(_ buffer: WriteBuffer) {
         var items = writer.spare
         shared.withLock { s in
@@ -81,16 +84,22 @@ extension PartitionLog {
                 switch config.durability {
                 case .always:
                     context.syncer.submit(SyncJob(partition: self, file: file, segment: base, endOffset: next,
-                                                  endPosition: endPosition, completions: completions))
-                case .interval(let ms):
-                    context.files.release(file)
-                    context.syncer.markDirty(self, path: segment.logPath, deadline: monotonicNanos() + UInt64(ms) * 1_000_000)
-                    publish(endOffset: next, segment: base, bytes: endPosition)
-                    for c in completions { c.completion(.success(c.first)) }
-                case .none:
-                    context.files.release(file)
-                    publish(endOffset: next, segment: base, bytes: endPosition)
-                    for c in completions { c.completion(.success(c.first)) }
+                                                  endPosition: endPosition, needsSync: true, completions: completions))
+                case .interval, .none:
+                    if case .interval(let ms) = config.durability {
+                        context.syncer.markDirty(self, path: segment.logPath, deadline: monotonicNanos() + UInt64(ms) * 1_000_000)
+                    }
+                    if completions.count <= Self.inlineCompletionLimit {
+                        // Light load: acknowledge here, saving a thread hop of latency.
+                        context.files.release(file)
+                        publish(endOffset: next, segment: base, bytes: endPosition)
+                        for c in completions { c.completion(.success(c.first)) }
+                    } else {
+                        // Heavy load: the sync thread acknowledges, so the completion handlers
+                        // (which often append again) run beside the next write instead of before it.
+                        context.syncer.submit(SyncJob(partition: self, file: file, segment: base, endOffset: next,
+                                                      endPosition: endPosition, needsSync: false, completions: completions))
+                    }
                 }
                 i = j
             } catch {

@@ -19,6 +19,7 @@ struct AppendLoad: ParsableCommand {
     @Option(help: "Largest payload; payloads are 1..max bytes, derived from the sequence number.") var maxPayload = 2000
     @Option(help: "Segment size in bytes.") var segmentBytes: Int64 = 1 << 20
     @Flag(help: "Print an acknowledgement line per record.") var acks = false
+    @Flag(help: "After the byte budget, print \"written\" and wait to be killed, leaving the log open.") var hold = false
 
     func run() throws {
         guard let durability = Durability(parsing: fsync) else { throw ValidationError("bad --fsync \(fsync)") }
@@ -30,6 +31,10 @@ struct AppendLoad: ParsableCommand {
                                 byteBudget: bytes, printAcks: acks, runID: UInt32(truncatingIfNeeded: getpid()))
         runner.start()
         runner.done.wait()
+        if hold {
+            FileHandle.standardOutput.write("written\n".data(using: .utf8)!)
+            while true { sleep(3600) }
+        }
         log.close()
         FileHandle.standardOutput.write("done\n".data(using: .utf8)!)
     }

@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`.
+SWIFT ?= swift
+DATA ?= ./data
+BENCH_FLAGS ?=
+
+.PHONY: run test setup build release bench-log bench-log-quick clean
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(SWIFT) build
+
+release: setup
+	$(SWIFT) build -c release
+
+## Build and start the gateway on its embedded default (data in ./data).
+run: release
+	.build/release/meshgate serve --data $(DATA)
+
+## Build and run the whole test suite.
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## Benchmark the built-in log against the disk's ceiling (release build).
+bench-log: release
+	.build/release/meshgate bench log $(BENCH_FLAGS)
+
+bench-log-quick: release
+	.build/release/meshgate bench log --quick --recovery-mib 0 $(BENCH_FLAGS)
+
+clean:
+	rm -rf .build .bench-log

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the system packages meshgate builds against and its tests use, when they are missing.
+# Debian/Ubuntu; run as root or with sudo available. Safe to run again: it installs only what lacks.
+set -euo pipefail
+
+packages=(
+  libmosquitto-dev       # MQTT connector (libmosquitto)
+  libcurl4-openssl-dev   # webhook connector (libcurl)
+  mosquitto              # the real broker the MQTT tests start
+  mosquitto-clients      # mosquitto_pub / mosquitto_sub in tests and examples
+  python3                # interop tests (CloudEvents SDK, http.server receivers)
+  curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "meshgate setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  echo "meshgate setup: Swift 6 is required (https://www.swift.org/install/linux/) and was not found on PATH" >&2
+  exit 1
+fi
