@@ -20,6 +20,7 @@ public final class DurableLog: Sendable {
     public let offsets: ConsumerOffsets
     let context: LogContext
     private let topicsByName: Mutex<[String: TopicLog]>
+    private let topicObservers = Mutex<[@Sendable (TopicLog) -> Void]>([])
     private let lockFD: Int32
     private let closed = Atomic<Bool>(false)
     private let retention: RetentionTask?
@@ -77,8 +78,10 @@ public final class DurableLog: Sendable {
         }
         if closed.load(ordering: .acquiring) { throw LogError(.closed, "the log is closed") }
         // Creation is rare; one lock for it keeps two creators from racing on the directory.
-        return try topicsByName.withLock { (topics) throws(LogError) -> TopicLog in
+        var isNew = false
+        let created = try topicsByName.withLock { (topics) throws(LogError) -> TopicLog in
             if let raced = topics[topic.name] { return raced }
+            isNew = true
             let dir = "\(directory)/topics/\(Self.directoryName(for: topic.name))"
             try FileIO.makeDirectories(dir)
             try FileIO.writeAtomically(path: dir + "/topic.meta", bytes: Array(TopicMeta(name: topic.name, config: config).encoded.utf8))
@@ -86,6 +89,14 @@ public final class DurableLog: Sendable {
             topics[topic.name] = created
             return created
         }
+        if isNew { for observer in topicObservers.withLock({ $0 }) { observer(created) } }
+        return created
+    }
+
+    /// Calls `observer` (on the creating thread) for every topic created from now on, so that
+    /// subscriptions and routes over patterns pick up new topics without polling.
+    public func observeNewTopics(_ observer: @escaping @Sendable (TopicLog) -> Void) {
+        topicObservers.withLock { $0.append(observer) }
     }
 
     /// Runs retention on every partition now. Returns the number of segments deleted.

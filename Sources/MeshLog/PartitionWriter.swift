@@ -1,7 +1,7 @@
 /// The writer thread's side of a partition: encoding pending appends, writing them, rolling and
 /// sealing segments. Only the writer thread calls these (recovery runs before it starts).
 extension PartitionLog {
-    /// Batches with at most this many appends are acknowledged on the writer thread itself.
+    /// Batches of at most this many records are acknowledged on the writer thread itself.
     static let inlineCompletionLimit = 8
 
     func writePending(_ buffer: WriteBuffer) {
@@ -89,7 +89,7 @@ extension PartitionLog {
                     if case .interval(let ms) = config.durability {
                         context.syncer.markDirty(self, path: segment.logPath, deadline: monotonicNanos() + UInt64(ms) * 1_000_000)
                     }
-                    if completions.count <= Self.inlineCompletionLimit {
+                    if next - completions[0].first <= Self.inlineCompletionLimit {
                         // Light load: acknowledge here, saving a thread hop of latency.
                         context.files.release(file)
                         publish(endOffset: next, segment: base, bytes: endPosition)
