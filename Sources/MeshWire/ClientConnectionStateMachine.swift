@@ -67,7 +67,8 @@ public struct ClientConnectionStateMachine: Sendable {
     /// Request id → (frame type, event count) of publishes sent and not yet answered.
     private var outstanding: [UInt32: (type: FrameType, count: Int)] = [:]
     private var subscriptions: [UInt32: Subscription] = [:]
-    private var nextRequestID: UInt32 = 1
+    // Internal so tests can start it near the wrap.
+    var nextRequestID: UInt32 = 1
     private var nextSubscriptionID: UInt32 = 1
     private var ticksSinceReceive = 0
     private var sentSinceTick = false
