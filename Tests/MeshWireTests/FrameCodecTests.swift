@@ -194,6 +194,28 @@ import Testing
                 == [0, 0, 0, 15, 0x01, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 3, 0x63, 0x6C, 0x69])
     }
 
+    @Test func workedExampleInTheProtocolDocument() throws {
+        func hex(_ text: String) -> [UInt8] { text.split(separator: " ").map { UInt8($0, radix: 16)! } }
+        let smallest = try EventCodec.decode(hex("01 00 00 00 00 01 61 00 00 00"))
+        let conversation: [(Frame, String)] = [
+            (.hello(Hello(minVersion: 1, maxVersion: 1, clientName: "cli")),
+             "00 00 00 0F 01 00 00 00 00 00 00 01 00 01 00 03 63 6C 69"),
+            (.welcome(Welcome(version: 1, serverName: "node-a", maxFrameLength: 1_114_112,
+                              heartbeatIntervalMilliseconds: 10_000, maxInFlightPublishes: 128)),
+             "00 00 00 1C 02 00 00 00 00 00 00 01 00 06 6E 6F 64 65 2D 61 00 11 00 00 00 00 27 10 00 00 00 80"),
+            (.publish(requestID: 1, event: smallest),
+             "00 00 00 10 10 00 00 00 00 01 01 00 00 00 00 01 61 00 00 00"),
+            (.publishAck(requestID: 1, receipts: [PublishReceipt(partition: 0, offset: 42)]),
+             "00 00 00 16 12 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 2A"),
+            (.goodbye, "00 00 00 06 05 00 00 00 00 00"),
+        ]
+        for (frame, bytes) in conversation {
+            #expect(Fixtures.bytes(frame) == hex(bytes))
+            #expect(try Fixtures.decodeOne(hex(bytes)) == frame)
+        }
+        #expect(WireProtocol.defaultMaxFrameLength == 1_114_112)
+    }
+
     @Test func randomGarbageNeverCrashes() {
         var rng = SeededGenerator(seed: 0x5EED_0001)
         var outcomes = (frames: 0, needMore: 0, errors: 0)
