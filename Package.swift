@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a table fallback; no Swift package offers it.
@@ -27,8 +28,18 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The TCP protocol: frames, their codec, and the connection state machines. No sockets.
+        .target(name: "MeshWire", dependencies: [
+            "MeshCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshWireTests", dependencies: [
+            "MeshWire", "MeshCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
