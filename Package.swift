@@ -28,6 +28,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The publish/subscribe engine over the log: validation, subscriptions, consumer groups.
+        .target(name: "MeshBroker", dependencies: [
+            "MeshCore", "MeshLog",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The TCP protocol: frames, their codec, and the connection state machines. No sockets.
         .target(name: "MeshWire", dependencies: [
             "MeshCore",
@@ -35,6 +40,7 @@ let package = Package(
         ]),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshWireTests", dependencies: [
             "MeshWire", "MeshCore",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -253,15 +253,23 @@ public final class PartitionLog: @unchecked Sendable {
     }
 
     /// Calls `wake` once (on an arbitrary thread) when a record at or after `offset` is readable
-    /// or the log closes. For event-loop code that cannot await.
-    public func notify(beyond offset: Int64, _ wake: @escaping @Sendable () -> Void) {
-        let ready = shared.withLock { s -> Bool in
-            if s.visibleEnd > offset || s.closed { return true }
+    /// or the log closes. For event-loop code that cannot await. Returns a token for
+    /// `cancelNotify`, or nil when `wake` was called at once.
+    @discardableResult
+    public func notify(beyond offset: Int64, _ wake: @escaping @Sendable () -> Void) -> UInt64? {
+        let id = shared.withLock { s -> UInt64? in
+            if s.visibleEnd > offset || s.closed { return nil }
             s.nextWaiterID += 1
             s.waiters[s.nextWaiterID] = (offset, wake)
-            return false
+            return s.nextWaiterID
         }
-        if ready { wake() }
+        if id == nil { wake() }
+        return id
+    }
+
+    /// Withdraws a `notify` that has not fired; its callback will not be called.
+    public func cancelNotify(_ token: UInt64) {
+        _ = shared.withLock { $0.waiters.removeValue(forKey: token) }
     }
 
     /// Makes records up to `endOffset` readable and wakes the readers waiting for them.
