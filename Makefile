@@ -25,7 +25,8 @@ test: setup
 
 ## Benchmark the built-in log against the disk's ceiling (release build).
 bench-log: release
-	.build/release/meshgate bench log $(BENCH_FLAGS)
+	.build/release/meshgate bench log --json .build/bench-log.json $(BENCH_FLAGS)
+	scripts/bench-log-doc.py .build/bench-log.json docs/benchmarks.md
 
 bench-log-quick: release
 	.build/release/meshgate bench log --quick --recovery-mib 0 $(BENCH_FLAGS)

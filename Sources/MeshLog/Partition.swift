@@ -10,9 +10,10 @@ public struct LogRecord: Sendable, Equatable {
 
 /// One append request: one record or a batch that receives consecutive offsets.
 struct PendingAppend: Sendable {
+    /// Payloads with their checksums, computed on the producer's thread.
     enum Payloads: Sendable {
-        case one([UInt8])
-        case many([[UInt8]])
+        case one([UInt8], UInt32)
+        case many([[UInt8]], [UInt32])
     }
     let payloads: Payloads
     /// Receives the offset of the first record, once the append is as durable as the topic asks.
@@ -21,7 +22,7 @@ struct PendingAppend: Sendable {
     var count: Int {
         switch payloads {
         case .one: 1
-        case .many(let all): all.count
+        case .many(let all, _): all.count
         }
     }
 }
@@ -88,7 +89,8 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Queues one record; `completion` gets its offset once it is durable per the topic's mode.
     public func append(_ payload: [UInt8], completion: @escaping @Sendable (Result<Int64, LogError>) -> Void) {
-        enqueue(PendingAppend(payloads: .one(payload), completion: completion), largest: payload.count)
+        let crc = payload.withUnsafeBytes(RecordFormat.payloadChecksum)
+        enqueue(PendingAppend(payloads: .one(payload, crc), completion: completion), largest: payload.count)
     }
 
     /// Queues a batch that gets consecutive offsets; `completion` gets the first one.
@@ -97,7 +99,8 @@ public final class PartitionLog: @unchecked Sendable {
             completion(.success(endOffset))
             return
         }
-        enqueue(PendingAppend(payloads: .many(batch), completion: completion), largest: batch.lazy.map(\.count).max() ?? 0)
+        let crcs = batch.map { $0.withUnsafeBytes(RecordFormat.payloadChecksum) }
+        enqueue(PendingAppend(payloads: .many(batch, crcs), completion: completion), largest: batch.lazy.map(\.count).max() ?? 0)
     }
 
     public func append(_ payload: [UInt8]) async throws(LogError) -> Int64 {

@@ -38,19 +38,19 @@ extension PartitionLog {
                 while j < items.count {
                     if j > i && startPosition + Int64(buffer.count) >= options.segmentBytes { break }
                     let first = next
-                    func put(_ payload: [UInt8]) {
+                    func put(_ payload: [UInt8], _ crc: UInt32) {
                         let position = startPosition + Int64(buffer.count)
                         if position - lastIndexed >= Int64(options.indexIntervalBytes) {
                             newEntries.append((UInt32(next - base), UInt32(position), timestamp))
                             lastIndexed = position
                         }
                         let p = buffer.claim(RecordFormat.headerSize + payload.count)
-                        payload.withUnsafeBytes { RecordFormat.write(offset: next, timestamp: timestamp, payload: $0, to: p) }
+                        payload.withUnsafeBytes { RecordFormat.write(offset: next, timestamp: timestamp, payload: $0, payloadCRC: crc, to: p) }
                         next += 1
                     }
                     switch items[j].payloads {
-                    case .one(let payload): put(payload)
-                    case .many(let payloads): for payload in payloads { put(payload) }
+                    case .one(let payload, let crc): put(payload, crc)
+                    case .many(let payloads, let crcs): for k in payloads.indices { put(payloads[k], crcs[k]) }
                     }
                     completions.append((items[j].completion, first))
                     j += 1

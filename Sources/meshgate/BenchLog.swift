@@ -74,6 +74,7 @@ struct BenchLog: ParsableCommand {
             out["raw_write_mb_per_s"] = Dictionary(uniqueKeysWithValues: ceilings.map { ("\($0.key)", $0.value) })
             out["read"] = ["records_per_s": read.recordsPerSecond, "mb_per_s": read.mbPerSecond]
             if let recovery { out["recovery_s"] = recovery; out["recovery_mib"] = recoveryMiB }
+            out["rss_mib"] = residentMiB()
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: json))
         }
