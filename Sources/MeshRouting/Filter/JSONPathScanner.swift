@@ -138,7 +138,11 @@ enum JSONPathScanner {
                     if c == UInt8(ascii: ",") || c == UInt8(ascii: "}") || c == UInt8(ascii: "]") || c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { break }
                     i += 1
                 }
-                return i > start
+                guard i > start else { return false }
+                let first = b[start]
+                if first == UInt8(ascii: "-") || (first >= 48 && first <= 57) { return true }
+                let word = UnsafeBufferPointer(rebasing: b[start..<i])
+                return word.elementsEqual("true".utf8) || word.elementsEqual("false".utf8) || word.elementsEqual("null".utf8)
             }
         }
 
