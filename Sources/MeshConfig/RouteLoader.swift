@@ -44,7 +44,7 @@ public enum RouteLoader {
             let reader = YAMLReader(file: file, environment: environment)
             let node: Node?
             do { node = try Yams.compose(yaml: text) } catch {
-                errors.append(yamlError(error, file: file))
+                errors.append(yamlError(error, file: file, text: text))
                 continue
             }
             guard let node else {
@@ -85,9 +85,28 @@ public enum RouteLoader {
         return RouteTable(routes: routes, connectors: connectors, files: sources.map(\.file))
     }
 
-    static func yamlError(_ error: Error, file: String) -> ConfigError {
+    /// Where `key:` appears as a mapping key for the second time (a best effort for messages).
+    static func secondOccurrence(of key: String, in text: String) -> (line: Int, column: Int)? {
+        var seen: [Int: Int] = [:]  // indentation -> count
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let body = line.drop { $0 == " " || $0 == "-" }
+            let indent = line.count - body.count
+            if body.hasPrefix(key + ":") || body.hasPrefix("\"\(key)\":") {
+                seen[indent, default: 0] += 1
+                if seen[indent] == 2 { return (i + 1, indent + 1) }
+            }
+        }
+        return nil
+    }
+
+    static func yamlError(_ error: Error, file: String, text: String) -> ConfigError {
         if let y = error as? YamlError {
             switch y {
+            case .duplicatedKeysInMapping(let duplicates, _):
+                // Point at the second occurrence, not at the mapping's start.
+                let key = duplicates.first ?? "?"
+                let at = secondOccurrence(of: key, in: text) ?? (1, 1)
+                return ConfigError(file: file, line: at.line, column: at.column, "duplicate key '\(key)'")
             case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
                  .composer(let context, let problem, let mark, _):
                 let ctx = context.map { " \($0.text)" } ?? ""

@@ -55,7 +55,7 @@ public enum RouteTestRunner {
     public static func parse(file: String, text: String) throws(ConfigErrors) -> [RouteTestCase] {
         let reader = YAMLReader(file: file, environment: [:])
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch { throw ConfigErrors([RouteLoader.yamlError(error, file: file)]) }
+        do { root = try Yams.compose(yaml: text) } catch { throw ConfigErrors([RouteLoader.yamlError(error, file: file, text: text)]) }
         guard let root, let top = reader.mapping(root, what: "a route test file", allowed: ["version", "tests"]) else {
             throw ConfigErrors(reader.errors.isEmpty ? [ConfigError(file: file, line: 1, column: 1, "empty test file; expected version: 1 and tests")] : reader.errors)
         }
@@ -212,7 +212,7 @@ extension RouteTestRunner {
     public static func event(fromYAML text: String) throws(ConfigErrors) -> Event {
         let reader = YAMLReader(file: "<event>", environment: [:])
         let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch { throw ConfigErrors([RouteLoader.yamlError(error, file: "<event>")]) }
+        do { node = try Yams.compose(yaml: text) } catch { throw ConfigErrors([RouteLoader.yamlError(error, file: "<event>", text: text)]) }
         guard let node, let event = parseEvent(node, reader) else {
             throw ConfigErrors(reader.errors.isEmpty ? [ConfigError(file: "<event>", line: 1, column: 1, "expected an event mapping with at least 'topic'")] : reader.errors)
         }
