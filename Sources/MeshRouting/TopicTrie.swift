@@ -5,7 +5,8 @@ import MeshCore
 /// path, not with the number of routes. Built once, then read-only (safe to share across threads).
 public struct TopicTrie<Value: Sendable>: Sendable {
     /// A child is found by a 64-bit FNV-1a hash of its level's bytes, computed while scanning the
-    /// topic, then confirmed byte for byte: no `String`/`Substring` is made per lookup.
+    /// topic, then confirmed byte for byte: no `String`/`Substring` is made per lookup. Hash
+    /// collisions just probe on, so they cost time, never correctness.
     struct Child {
         let level: [UInt8]
         let node: Node
@@ -13,23 +14,51 @@ public struct TopicTrie<Value: Sendable>: Sendable {
 
     final class Node: @unchecked Sendable {
         // Mutated only while building; read-only once the trie is shared.
-        var children: [UInt64: Child] = [:]
-        var collisions: [Child] = []  // same hash, different bytes (practically never)
+        var childList: [Child] = []
+        var hashes: [UInt64] = []
+        /// Open addressing over `hashes` (slot = index + 1, 0 = empty): one multiply-free probe per
+        /// level instead of a SipHash dictionary lookup.
+        var slots: [Int32] = []
+        var mask = 0
         var plus: Node?
         var hash: [Int] = []   // entries whose pattern ends in `#` here
         var exact: [Int] = []  // entries whose pattern ends exactly here
 
-        func child(_ level: [UInt8], hash h: UInt64) -> Node? {
-            if let c = children[h], c.level == level { return c.node }
-            return collisions.first { $0.level == level }?.node
+        @inline(__always)
+        func lookup(_ h: UInt64, _ level: UnsafeBufferPointer<UInt8>) -> Node? {
+            if slots.isEmpty { return nil }
+            var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
+            while true {
+                let slot = Int(slots[i])
+                if slot == 0 { return nil }
+                if hashes[slot - 1] == h, childList[slot - 1].level.elementsEqual(level) { return childList[slot - 1].node }
+                i = (i + 1) & mask
+            }
         }
 
         func addChild(_ level: [UInt8]) -> Node {
             let h = fnv(level[...])
-            if let existing = child(level, hash: h) { return existing }
+            if let existing = level.withUnsafeBufferPointer({ lookup(h, $0) }) { return existing }
             let node = Node()
-            if children[h] == nil { children[h] = Child(level: level, node: node) } else { collisions.append(Child(level: level, node: node)) }
+            childList.append(Child(level: level, node: node))
+            hashes.append(h)
+            if childList.count * 2 > slots.count { rehash() } else { place(childList.count - 1) }
             return node
+        }
+
+        private func rehash() {
+            var capacity = 4
+            while capacity < childList.count * 2 { capacity <<= 1 }
+            slots = Array(repeating: 0, count: capacity)
+            mask = capacity - 1
+            for i in childList.indices { place(i) }
+        }
+
+        private func place(_ index: Int) {
+            let h = hashes[index]
+            var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
+            while slots[i] != 0 { i = (i + 1) & mask }
+            slots[i] = Int32(index + 1)
         }
     }
 
@@ -98,14 +127,8 @@ public struct TopicTrie<Value: Sendable>: Sendable {
             h = (h ^ UInt64(b[end])) &* 0x100_0000_01B3
             end += 1
         }
-        if !node.children.isEmpty {
-            if let c = node.children[h], c.level.elementsEqual(UnsafeBufferPointer(rebasing: b[at..<end])) {
-                walk(c.node, b, end + 1, body)
-            } else {
-                for c in node.collisions where c.level.elementsEqual(UnsafeBufferPointer(rebasing: b[at..<end])) {
-                    walk(c.node, b, end + 1, body)
-                }
-            }
+        if let child = node.lookup(h, UnsafeBufferPointer(rebasing: b[at..<end])) {
+            walk(child, b, end + 1, body)
         }
         if let plus = node.plus { walk(plus, b, end + 1, body) }
     }
