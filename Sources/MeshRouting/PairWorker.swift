@@ -116,6 +116,12 @@ final class PairWorker: Sendable {
                 logger.warning("retention removed \(p.startOffset - next) record(s) of \(topic) before \(group) delivered them")
                 next = p.startOffset
             }
+            if next > p.endOffset {
+                // The cursor is past the log's end: records it had seen were lost in a power failure
+                // of a topic with fsync none/interval. Continue from the end rather than stall.
+                logger.warning("\(group): cursor \(next) is past the end \(p.endOffset) of \(topic)#\(p.index); continuing from the end")
+                next = p.endOffset
+            }
             let records: [LogRecord]
             do { records = try p.read(from: next, maxRecords: policy.buffer) } catch {
                 if error.code == .closed { return }
@@ -125,6 +131,8 @@ final class PairWorker: Sendable {
             }
             if records.isEmpty {
                 await p.waitForData(beyond: next)
+                // A closed log wakes waiters without data: pause instead of spinning until stopped.
+                if p.endOffset <= next, (try? await Task.sleep(for: .milliseconds(100))) == nil { return }
                 continue
             }
             var items: [Item] = []
