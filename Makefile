@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test setup build release bench-log bench-log-quick clean
+.PHONY: run test setup build release bench-log bench-log-quick bench-routes clean
 
 setup:
 	@scripts/setup.sh
@@ -30,6 +30,10 @@ bench-log: release
 
 bench-log-quick: release
 	.build/release/meshgate bench log --quick --recovery-mib 0 $(BENCH_FLAGS)
+
+## Route matching and CESQL filter throughput (release build).
+bench-routes: release
+	.build/release/meshgate bench routes $(BENCH_FLAGS)
 
 clean:
 	rm -rf .build .bench-log

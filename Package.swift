@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a table fallback; no Swift package offers it.
@@ -22,9 +23,20 @@ let package = Package(
             "MeshCore", "CMeshSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Route model, topic trie, CESQL filters, templates and the delivery engine (no YAML).
+        .target(name: "MeshRouting", dependencies: [
+            "MeshCore", "MeshLog",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Route files: YAML -> validated route table with file:line:column errors; hot reload.
+        .target(name: "MeshConfig", dependencies: [
+            "MeshCore", "MeshLog", "MeshRouting",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog",
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -46,6 +58,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
+        .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,8 @@ packages=(
   mosquitto              # the real broker the MQTT tests start
   mosquitto-clients      # mosquitto_pub / mosquitto_sub in tests and examples
   python3                # interop tests (CloudEvents SDK, http.server receivers)
+  python3-jsonschema     # route files are validated against schema/routes.schema.json in the tests
+  python3-yaml
   curl
 )
 

@@ -10,6 +10,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Data directory of the built-in log (env MESHGATE_DATA).")
     var data: String = ProcessInfo.processInfo.environment["MESHGATE_DATA"] ?? "./data"
 
+    @Option(help: "Routes directory (env MESHGATE_ROUTES).")
+    var routes: String = ProcessInfo.processInfo.environment["MESHGATE_ROUTES"] ?? "./routes"
+
     @Option(help: "Node (site) name (env MESHGATE_NODE).")
     var node: String = ProcessInfo.processInfo.environment["MESHGATE_NODE"] ?? "meshgate"
 
@@ -24,7 +27,9 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("meshgate \(meshgateVersion) serving", metadata: ["node": "\(node)", "data": "\(data)", "topics": "\(log.topics.count)"])
+        let routing = await startRouting(log: log, routes: routes, logger: logger)
         await waitForTermination()
+        await routing?.stop()
         logger.info("shutting down: flushing the log")
         log.close()
     }

@@ -121,3 +121,19 @@ import Testing
         }
     }
 }
+
+/// A kill between creating a topic's directory and writing its topic.meta must not make the data
+/// directory unopenable (found by the route crash test).
+@Test func aTopicDirectoryWithoutMetaIsRemovedAtOpen() throws {
+    let dir = ScratchDirectory()
+    do {
+        let log = try DurableLog.test(dir)
+        try log.createTopic(topic("kept/a"))
+        log.close()
+    }
+    try FileManager.default.createDirectory(atPath: dir.path + "/topics/torn%2Fx/0", withIntermediateDirectories: true)
+    let log = try DurableLog.test(dir)
+    defer { log.close() }
+    #expect(log.topics.map(\.topic.name) == ["kept/a"])
+    #expect(!FileManager.default.fileExists(atPath: dir.path + "/topics/torn%2Fx"))
+}

@@ -1,0 +1,96 @@
+import MeshCore
+import MeshLog
+
+/// Something events are delivered to: a log topic, an MQTT broker, a webhook, a remote site.
+/// The engine calls `deliver` for one event at a time per key (see `DeliveryPolicy.ordering`), and
+/// may call it concurrently for different keys up to the policy's `in_flight`. The event's `topic`
+/// is already the rendered destination topic. Returning means the destination has it (the engine
+/// then commits the cursor); throwing lets the policy decide whether to retry or dead-letter.
+public protocol Destination: Sendable {
+    func deliver(_ event: Event) async throws(DeliveryError)
+}
+
+/// Builds the runtime of connector destinations. The connector modules implement this; a nil
+/// result means "no runtime for this connector yet": the pair waits and its events stay in the log.
+public protocol DestinationProvider: Sendable {
+    func destination(for connector: ConnectorSpec, route: Route, spec: DestinationSpec) -> (any Destination)?
+}
+
+/// A failed delivery. `status` is a protocol status (HTTP code, or an MQTT reason code mapped to
+/// one); `retryAfter` comes from a `Retry-After` header or equivalent; `retryable` overrides the
+/// policy's status classes when the destination knows better (nil: let the policy decide).
+public struct DeliveryError: MeshError, Equatable {
+    public let reason: String
+    public let status: Int?
+    public let retryAfter: Duration?
+    public let retryable: Bool?
+
+    public init(_ reason: String, status: Int? = nil, retryAfter: Duration? = nil, retryable: Bool? = nil) {
+        self.reason = reason
+        self.status = status
+        self.retryAfter = retryAfter
+        self.retryable = retryable
+    }
+
+    public var code: String { "delivery.failed" }
+    public var message: String { status.map { "\(reason) (status \($0))" } ?? reason }
+}
+
+/// Appends to a topic of the built-in log, creating it with the log's default config.
+public struct LogTopicDestination: Destination {
+    public let log: DurableLog
+
+    public init(log: DurableLog) { self.log = log }
+
+    public func deliver(_ event: Event) async throws(DeliveryError) {
+        do {
+            let topic = try log.createTopic(event.topic)
+            _ = try await topic.append(EventCodec.encode(event), key: event.partitionKey)
+        } catch {
+            throw DeliveryError("cannot append to \(event.topic): \(error)", retryable: true)
+        }
+    }
+}
+
+extension Transform {
+    /// The event as the destination should see it: attributes removed, then set from templates.
+    /// Throws when a value cannot be set (a bad `time`, an invalid extension name).
+    public func apply(to event: Event, source topic: Topic, captures: [String]) throws(DeliveryError) -> Event {
+        var e = event
+        for name in remove {
+            switch name {
+            case "subject": e.subject = nil
+            case "time": e.time = nil
+            case "datacontenttype": e.datacontenttype = nil
+            case "dataschema": e.dataschema = nil
+            case "partitionkey": e.partitionKey = nil
+            case "traceparent": e.traceparent = nil
+            case "tracestate": e.tracestate = nil
+            default: e.extensions[name] = nil
+            }
+        }
+        for a in assignments {
+            let value = a.value.render(topic: topic, captures: captures, event: event)
+            switch a.attribute {
+            case "id": e.id = value
+            case "source": e.source = value
+            case "type": e.type = value
+            case "subject": e.subject = value
+            case "datacontenttype": e.datacontenttype = value
+            case "dataschema": e.dataschema = value
+            case "partitionkey": e.partitionKey = value
+            case "time":
+                do { e.time = try Timestamp(rfc3339: value) } catch {
+                    throw DeliveryError("set time: \(value) is not an RFC 3339 timestamp", retryable: false)
+                }
+            default: e.extensions[a.attribute] = value
+            }
+        }
+        return e
+    }
+
+    /// Attributes `remove:` may not name: CloudEvents requires them.
+    public static let required: Set<String> = ["id", "source", "type", "specversion"]
+    /// Attributes `set:` may not name.
+    public static let unsettable: Set<String> = ["specversion", "topic", "data", "data_base64", "partition", "offset"]
+}
