@@ -44,9 +44,9 @@ public final class DurableLog: Sendable {
             for entry in try FileIO.list(directory + "/topics") {
                 // A crash between creating a topic's directory and writing its topic.meta leaves a
                 // directory without one: the topic was never visible, so nothing in it was acknowledged.
-                if !FileManager.default.fileExists(atPath: "\(directory)/topics/\(entry)/topic.meta") {
+                if !FileIO.exists("\(directory)/topics/\(entry)/topic.meta") {
                     logger.warning("removing \(entry): a topic creation interrupted by a crash")
-                    try? FileManager.default.removeItem(atPath: "\(directory)/topics/\(entry)")
+                    FileIO.removeTree("\(directory)/topics/\(entry)")
                     continue
                 }
                 let topic = try Self.openTopic(directory: "\(directory)/topics/\(entry)", context: context)
