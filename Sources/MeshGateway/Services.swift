@@ -27,7 +27,7 @@ struct ListenerService: Service {
         let info = try await listener.start()
         status.setListener(info)
         status.setNotReady("listener \(listener.name)", nil)
-        logger.info("listening \(info.name)=\(info.address)")
+        logger.notice("listening \(info.name)=\(info.address)")
         try? await gracefulShutdown()
         status.setNotReady("listener \(listener.name)", "stopping")
         logger.info("stopping \(listener.name) listener: draining in-flight requests")

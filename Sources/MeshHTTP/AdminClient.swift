@@ -20,6 +20,7 @@ public struct AdminClient: Sendable {
 
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     public let host: String

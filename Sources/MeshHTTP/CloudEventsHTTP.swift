@@ -14,27 +14,58 @@ enum CloudEventsHTTP {
     static let structuredType = "application/cloudevents+json"
     static let batchType = "application/cloudevents-batch+json"
 
-    /// The media type of a `Content-Type` value, lowercased, without parameters.
-    static func mediaType(_ contentType: String) -> Substring {
-        let end = contentType.utf8.firstIndex(of: UInt8(ascii: ";")) ?? contentType.endIndex
-        return contentType[..<end].trimmingCharacters(in: .whitespaces).lowercased()[...]
+    /// The media type of a `Content-Type` value, lowercased, without parameters or spaces.
+    static func mediaType(_ contentType: String) -> String {
+        var out: [UInt8] = []
+        for b in contentType.utf8 {
+            if b == UInt8(ascii: ";") { break }
+            if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") { continue }
+            out.append(b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") ? b | 0x20 : b)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func mode(of headers: HTTPHeaders) -> Mode {
-        if let ct = headers.first(name: "content-type") {
-            let media = mediaType(ct)
-            if media == structuredType { return .structured }
-            if media == batchType { return .batch }
+    /// Whether `value`'s media type (before any `;`, spaces ignored, any case) is `expected`
+    /// (lowercase). Allocation-free: it runs on every publish.
+    static func mediaType(_ value: String, is expected: StaticString) -> Bool {
+        let e = UnsafeBufferPointer(start: expected.utf8Start, count: expected.utf8CodeUnitCount)
+        var i = 0
+        for b in value.utf8 {
+            if b == UInt8(ascii: ";") { break }
+            if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") { continue }
+            guard i < e.count, (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") ? b | 0x20 : b) == e[i] else { return false }
+            i += 1
         }
-        for (name, _) in headers where name.utf8.count > 3 {
+        return i == e.count
+    }
+
+    static func equalsIgnoringCase(_ a: String, _ lower: StaticString) -> Bool {
+        let e = UnsafeBufferPointer(start: lower.utf8Start, count: lower.utf8CodeUnitCount)
+        var i = 0
+        for b in a.utf8 {
+            guard i < e.count, (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") ? b | 0x20 : b) == e[i] else { return false }
+            i += 1
+        }
+        return i == e.count
+    }
+
+    /// One pass over the headers, comparing bytes: this runs on every publish.
+    static func mode(of headers: HTTPHeaders) -> Mode {
+        var binary = false
+        for (name, value) in headers {
             let u = name.utf8
+            let count = u.count
+            guard count > 3 else { continue }
             let i = u.startIndex
-            if (u[i] | 0x20) == UInt8(ascii: "c") && (u[u.index(i, offsetBy: 1)] | 0x20) == UInt8(ascii: "e")
-                && u[u.index(i, offsetBy: 2)] == UInt8(ascii: "-") {
-                return .binary
+            let b0 = u[i] | 0x20, b1 = u[u.index(after: i)] | 0x20
+            if b0 == UInt8(ascii: "c") && b1 == UInt8(ascii: "e") && u[u.index(i, offsetBy: 2)] == UInt8(ascii: "-") {
+                binary = true
+            } else if count == 12 && b0 == UInt8(ascii: "c") && equalsIgnoringCase(name, "content-type") {
+                if mediaType(value, is: "application/cloudevents+json") { return .structured }
+                if mediaType(value, is: "application/cloudevents-batch+json") { return .batch }
             }
         }
-        return .plain
+        return binary ? .binary : .plain
     }
 
     // MARK: Requests → events

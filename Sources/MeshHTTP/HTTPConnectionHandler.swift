@@ -27,6 +27,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     private let core: ServerCore
     private var state = State.idle
+    /// The CloudEvents mode of the publish in progress, found once from its head.
+    private var publishMode = CloudEventsHTTP.Mode.plain
     private var keepAlive = true
 
     init(core: ServerCore) { self.core = core }
@@ -99,7 +101,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             let limit: Int
             switch route {
             case .publish:
-                switch CloudEventsHTTP.mode(of: head.headers) {
+                publishMode = CloudEventsHTTP.mode(of: head.headers)
+                switch publishMode {
                 case .plain, .binary: limit = core.broker.options.maxEventBytes
                 case .structured, .batch: limit = core.configuration.maxStructuredBodyBytes
                 }
@@ -176,7 +179,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let bytes = body.map { Array($0.readableBytesView) } ?? []
         let events: [Event]
         let batch: Bool
-        switch CloudEventsHTTP.mode(of: head.headers) {
+        switch publishMode {
         case .plain:
             events = [CloudEventsHTTP.plainEvent(topic: topic, headers: head.headers, body: bytes)]
             batch = false
@@ -310,9 +313,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         if keepAlive {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            // A request answered before its end was read (413) keeps discarding until the end.
+            // The state changes before the end is written: the pipelining handler delivers the
+            // next buffered request from inside that write. A request answered before its end was
+            // read keeps discarding until its end.
             if case .discarding = state {} else { state = .idle }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
             state = .closed
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -24,7 +25,7 @@ struct BareHTTP: AsyncParsableCommand {
                 }
             }
             .bind(host: host, port: port).get()
-        print("listening bare-http=\(host):\(channel.localAddress?.port ?? port)")
+        FileHandle.standardOutput.write(Data("listening bare-http=\(host):\(channel.localAddress?.port ?? port)\n".utf8))
         try await channel.closeFuture.get()
     }
 }
