@@ -28,6 +28,13 @@ let quietLogger: Logger = {
     return l
 }()
 
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var text: String?
+    func set(_ t: String) { lock.withLock { text = t } }
+    var value: String? { lock.withLock { text } }
+}
+
 /// An in-process gateway on a free loopback port.
 final class TestGateway: Sendable {
     let dir: ScratchDirectory
@@ -45,13 +52,22 @@ final class TestGateway: Sendable {
         configure(&config)
         let gateway = try Gateway(config: config, logger: quietLogger)
         self.gateway = gateway
-        task = Task { try await gateway.run(signals: []) }
+        let ended = LockedText()
+        task = Task {
+            do { try await gateway.run(signals: []) } catch {
+                ended.set("run failed: \(error)")
+                throw error
+            }
+            ended.set("run returned")
+        }
         let started = ContinuousClock.now
         var port: Int?
         while port == nil {
             port = gateway.status.listeners.first { $0.name == "http" }?.port
             if port == nil {
-                if ContinuousClock.now - started > .seconds(10) { throw AdminClient.Failure(description: "the gateway did not start") }
+                if let why = ended.value { throw AdminClient.Failure(description: "the gateway stopped before listening: \(why)") }
+                // Generous: the whole suite runs in parallel with the log's crash tests on 2 cores.
+                if ContinuousClock.now - started > .seconds(60) { throw AdminClient.Failure(description: "the gateway did not start in 60 s") }
                 try await Task.sleep(for: .milliseconds(5))
             }
         }
