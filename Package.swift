@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
@@ -36,7 +37,10 @@ let package = Package(
         ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig",
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -50,6 +54,23 @@ let package = Package(
             "MeshCore",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        // The HTTP listener: a lean NIOHTTP1 pipeline and a hand-written router over the broker.
+        .target(name: "MeshHTTP", dependencies: [
+            "MeshBroker", "MeshCore", "MeshLog",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The composition root: configuration, and the log, broker and listeners as services.
+        .target(name: "MeshGateway", dependencies: [
+            "MeshHTTP", "MeshBroker", "MeshLog", "MeshCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
@@ -60,6 +81,14 @@ let package = Package(
         ]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshHTTPTests", dependencies: [
+            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

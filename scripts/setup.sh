@@ -11,7 +11,9 @@ packages=(
   python3                # interop tests (CloudEvents SDK, http.server receivers)
   python3-jsonschema     # route files are validated against schema/routes.schema.json in the tests
   python3-yaml
+  python3-pip            # installs the Python packages below when missing
   curl
+  wrk                    # scripts/bench-http.sh
 )
 
 missing=()
@@ -26,6 +28,16 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python packages the tests use: the official CloudEvents SDK (interop) and the OpenAPI validator.
+py_missing=()
+python3 -c "import cloudevents.core.bindings.http" 2>/dev/null || py_missing+=(cloudevents)
+python3 -c "import openapi_spec_validator" 2>/dev/null || py_missing+=(openapi-spec-validator)
+if ((${#py_missing[@]})); then
+  echo "meshgate setup: pip installing ${py_missing[*]}"
+  python3 -m pip install -q "${py_missing[@]}" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

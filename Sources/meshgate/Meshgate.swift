@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import Logging
+import MeshGateway
 
 @main
 struct Meshgate: AsyncParsableCommand {
@@ -7,11 +9,39 @@ struct Meshgate: AsyncParsableCommand {
         commandName: "meshgate",
         abstract: "A protocol-agnostic event-mesh routing gateway with a built-in durable log.",
         version: meshgateVersion,
-        subcommands: [Serve.self, Routes.self, Bench.self, AppendLoad.self, RouteRun.self]
+        subcommands: [Serve.self, Topics.self, Status.self, Routes.self, Bench.self, AppendLoad.self, RouteRun.self, BareHTTP.self]
     )
+
+    /// SPEC §7's exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message
+    /// names the problem). ArgumentParser's own usage code is 64, so usage errors are mapped here.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as UsageFailure {
+            FileHandle.standardError.write(Data("meshgate: \(failure.message)\n".utf8))
+            Foundation.exit(2)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
-let meshgateVersion = "0.1.0"
+let meshgateVersion = Gateway.version
+
+/// A usage or configuration error: exit code 2 with `message`.
+struct UsageFailure: Error {
+    let message: String
+}
 
 /// The only place logging is bootstrapped.
 func bootstrapLogging(level: Logger.Level = .info) {

@@ -1,64 +1,75 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
-import MeshLog
+import MeshGateway
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the gateway on its built-in log.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway: the built-in log, the broker and the HTTP listener.",
+        discussion: """
+            Every option can also be set by an environment variable (MESHGATE_HTTP, MESHGATE_DATA, …) or a key \
+            of the file given with --config (MESHGATE_CONFIG); flags win over variables, variables over the file. \
+            See docs/operations.md.
+            """)
 
-    @Option(help: "Data directory of the built-in log (env MESHGATE_DATA).")
-    var data: String = ProcessInfo.processInfo.environment["MESHGATE_DATA"] ?? "./data"
-
-    @Option(help: "Routes directory (env MESHGATE_ROUTES).")
-    var routes: String = ProcessInfo.processInfo.environment["MESHGATE_ROUTES"] ?? "./routes"
-
-    @Option(help: "Node (site) name (env MESHGATE_NODE).")
-    var node: String = ProcessInfo.processInfo.environment["MESHGATE_NODE"] ?? "meshgate"
+    @Option(help: "HTTP listen address HOST:PORT (port 0 picks a free one; env MESHGATE_HTTP). Default 127.0.0.1:8080.")
+    var http: String?
+    @Option(help: "TCP listen address HOST:PORT (env MESHGATE_TCP). Default 127.0.0.1:7070.")
+    var tcp: String?
+    @Option(help: "Data directory of the built-in log (env MESHGATE_DATA). Default ./data.")
+    var data: String?
+    @Option(help: "Route files directory (env MESHGATE_ROUTES). Default ./routes.")
+    var routes: String?
+    @Option(help: "Server configuration file, meshgate.yaml (env MESHGATE_CONFIG).")
+    var config: String?
+    @Option(help: "Node (site) name (env MESHGATE_NODE). Default the host name.")
+    var node: String?
+    @Option(help: "Default durability of new topics: always, interval[:MS] or none (env MESHGATE_FSYNC). Default always.")
+    var fsync: String?
+    @Option(help: "Largest event data in bytes (env MESHGATE_MAX_EVENT_BYTES). Default 1048576.")
+    var maxEventBytes: String?
+    @Option(help: "Largest structured or batch request body in bytes (env MESHGATE_MAX_BODY_BYTES). Default 8388608.")
+    var maxBodyBytes: String?
+    @Option(help: "Largest HTTP request head in bytes (env MESHGATE_MAX_HEADER_BYTES). Default 16384.")
+    var maxHeaderBytes: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env MESHGATE_LOG_LEVEL).")
+    var logLevel: String?
+    @Flag(help: "Allow listening beyond loopback with authentication off (env MESHGATE_ALLOW_INSECURE_REMOTE).")
+    var allowInsecureRemote = false
 
     func run() async throws {
-        bootstrapLogging()
-        let logger = Logger(label: "meshgate")
-        let log: DurableLog
+        var flags: [String: String] = [:]
+        flags["--http"] = http
+        flags["--tcp"] = tcp
+        flags["--data"] = data
+        flags["--routes"] = routes
+        flags["--node"] = node
+        flags["--fsync"] = fsync
+        flags["--max-event-bytes"] = maxEventBytes
+        flags["--max-body-bytes"] = maxBodyBytes
+        flags["--max-header-bytes"] = maxHeaderBytes
+        flags["--log-level"] = logLevel
+        if allowInsecureRemote { flags["--allow-insecure-remote"] = "true" }
+        let settings: GatewayConfig
         do {
-            log = try DurableLog(directory: data, logger: Logger(label: "meshgate.log"))
+            settings = try GatewayConfig.load(flags: flags, configFile: config)
         } catch {
-            logger.critical("cannot open the log: \(error)")
+            throw UsageFailure(message: "configuration: \(error.message)")
+        }
+        bootstrapLogging(level: Logger.Level(rawValue: settings.logLevel) ?? .info)
+        let logger = Logger(label: "meshgate")
+        let gateway: Gateway
+        do {
+            gateway = try Gateway(config: settings, logger: logger)
+        } catch {
+            logger.critical("cannot open the log in \(settings.dataDirectory): \(error.message)")
             throw ExitCode(1)
         }
-        logger.info("meshgate \(meshgateVersion) serving", metadata: ["node": "\(node)", "data": "\(data)", "topics": "\(log.topics.count)"])
-        let routing = await startRouting(log: log, routes: routes, logger: logger)
-        await waitForTermination()
-        await routing?.stop()
-        logger.info("shutting down: flushing the log")
-        log.close()
-    }
-}
-
-/// Suspends until SIGINT or SIGTERM arrives.
-func waitForTermination() async {
-    await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-        let once = OnceFlag()
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { if once.set() { cont.resume() } }
-            source.resume()
-            retainedSignalSources.append(source)
+        do {
+            try await gateway.run()
+        } catch {
+            logger.critical("meshgate failed: \(error)")
+            throw ExitCode(1)
         }
-    }
-}
-
-nonisolated(unsafe) private var retainedSignalSources: [DispatchSourceSignal] = []
-
-final class OnceFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = false
-    func set() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if done { return false }
-        done = true
-        return true
     }
 }

@@ -1,0 +1,84 @@
+import Logging
+import MeshBroker
+import MeshHTTP
+import MeshLog
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// The composition root: the one place that knows every part. It opens the log, builds the
+/// broker over it and the listeners over the broker, and runs them as services of one
+/// `ServiceGroup`: started in that order, stopped in the reverse one on SIGTERM/SIGINT (or
+/// `shutdown()`), so listeners stop accepting and drain before the log is flushed and closed.
+public final class Gateway: Sendable {
+    public static let version = "0.1.0"
+
+    public let config: GatewayConfig
+    public let status: NodeStatus
+    public let log: DurableLog
+    public let broker: Broker
+    public let listeners: [any Listener]
+    private let logger: Logger
+    private let group = Mutex<ServiceGroup?>(nil)
+    private let shutdownRequested = Atomic<Bool>(false)
+
+    /// Opens the log (a failure here is the caller's runtime error) and builds the listeners.
+    /// `extraListeners` are built over the same broker and status and run after the built-in ones.
+    public init(config: GatewayConfig, logger: Logger = Logger(label: "meshgate"),
+                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                extraListeners: [@Sendable (Broker, NodeStatus) -> any Listener] = []) throws(LogError) {
+        self.config = config
+        self.logger = logger
+        let status = NodeStatus(node: config.node, version: Self.version)
+        self.status = status
+        log = try DurableLog(directory: config.dataDirectory, options: config.logOptions, logger: Logger(label: "meshgate.log"))
+        var options = BrokerOptions()
+        options.node = config.node
+        options.maxEventBytes = config.maxEventBytes
+        let broker = Broker(log: log, options: options, logger: Logger(label: "meshgate.broker"))
+        self.broker = broker
+        listeners = Self.makeListeners(config: config, broker: broker, status: status, group: eventLoopGroup)
+            + extraListeners.map { $0(broker, status) }
+        for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
+    }
+
+    /// The built-in listeners. The TCP listener joins here once MeshTCP is part of the gateway:
+    /// `TCPServer(broker: broker, host: config.tcp.host, port: config.tcp.port, …)`.
+    static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, group: any EventLoopGroup) -> [any Listener] {
+        var http = HTTPServerConfiguration()
+        http.host = config.http.host
+        http.port = config.http.port
+        http.maxHeaderBytes = config.maxHeaderBytes
+        http.maxStructuredBodyBytes = config.maxBodyBytes
+        return [HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http"))]
+    }
+
+    /// Runs until a graceful shutdown (one of `signals`, or `shutdown()`) has stopped every part.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        for remote in config.remoteListeners {
+            logger.warning("listening beyond loopback with authentication off (\(remote)): anyone who can reach it can publish and read")
+        }
+        logger.info("meshgate \(Self.version) starting", metadata: [
+            "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
+        ])
+        let services: [any Service] = [LogService(log: log, logger: logger)]
+            + listeners.map { ListenerService(listener: $0, status: status, logger: logger) }
+        let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: signals,
+            logger: logger))
+        group.withLock { $0 = serviceGroup }
+        if shutdownRequested.load(ordering: .acquiring) { await serviceGroup.triggerGracefulShutdown() }
+        defer { log.close() }
+        try await serviceGroup.run()
+        logger.info("meshgate stopped")
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM does.
+    public func shutdown() async {
+        shutdownRequested.store(true, ordering: .releasing)
+        if let g = group.withLock({ $0 }) { await g.triggerGracefulShutdown() }
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+import MeshCore
+import MeshLog
+import Yams
+
+/// A listen address, `HOST:PORT` (`[::1]:PORT` for IPv6). Port 0 picks a free port.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// nil when `text` is not `HOST:PORT` with a port in 0...65535.
+    public init?(parsing text: String) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, !host.contains(where: \.isWhitespace), let port = Int(portText), (0...65535).contains(port) else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Loopback only: `localhost`, `127.0.0.0/8`, `::1`.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// Why a configuration was refused; the message names the flag, variable or `file:line:column`.
+public struct ConfigError: MeshError, Equatable {
+    public let message: String
+    public var code: String { "config.invalid" }
+    public init(_ message: String) { self.message = message }
+}
+
+/// Every setting of `meshgate serve`. Each one can be given as a flag, an environment variable
+/// (`MESHGATE_*`) or a key of the optional `meshgate.yaml`; a flag beats the environment, which
+/// beats the file, which beats the default. docs/operations.md has the table.
+public struct GatewayConfig: Sendable, Equatable {
+    public var node: String = GatewayConfig.defaultNodeName()
+    public var http = HostPort(host: "127.0.0.1", port: 8080)
+    /// Accepted and stored; the TCP listener (MeshTCP) binds it once it is part of the gateway.
+    public var tcp = HostPort(host: "127.0.0.1", port: 7070)
+    public var dataDirectory = "./data"
+    public var routesDirectory = "./routes"
+    /// The durability of topics created without their own (SPEC §2).
+    public var fsync: Durability = .always
+    /// Largest event data accepted (SPEC §8).
+    public var maxEventBytes = 1 << 20
+    /// Largest structured-mode or batch request body.
+    public var maxBodyBytes = 8 << 20
+    /// Largest HTTP request head.
+    public var maxHeaderBytes = 16 << 10
+    /// Listening beyond loopback with authentication off is refused unless this is set (SPEC §8).
+    public var allowInsecureRemote = false
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// The node name when none is given: the host name, else `meshgate`.
+    public static func defaultNodeName() -> String {
+        let name = ProcessInfo.processInfo.hostName
+        return name.isEmpty || name == "localhost" ? "meshgate" : name
+    }
+
+    /// One setting: its key in `meshgate.yaml`, its variable, its flag, and how a value applies.
+    public struct Setting: Sendable {
+        public let key: String
+        public let env: String
+        public let flag: String
+        public let help: String
+        let apply: @Sendable (inout GatewayConfig, String) -> String?
+    }
+
+    public static let settings: [Setting] = [
+        Setting(key: "node", env: "MESHGATE_NODE", flag: "--node", help: "node (site) name; default the host name") { c, v in
+            guard !v.isEmpty, v.utf8.count <= 255, !v.contains("/"), !v.contains(where: \.isWhitespace) else {
+                return "\"\(v)\" is not a node name (1-255 bytes, no '/' or whitespace)"
+            }
+            c.node = v
+            return nil
+        },
+        Setting(key: "http", env: "MESHGATE_HTTP", flag: "--http", help: "HTTP listen address HOST:PORT; default 127.0.0.1:8080") { c, v in
+            guard let hp = HostPort(parsing: v) else { return "\"\(v)\" is not HOST:PORT" }
+            c.http = hp
+            return nil
+        },
+        Setting(key: "tcp", env: "MESHGATE_TCP", flag: "--tcp", help: "TCP listen address HOST:PORT; default 127.0.0.1:7070") { c, v in
+            guard let hp = HostPort(parsing: v) else { return "\"\(v)\" is not HOST:PORT" }
+            c.tcp = hp
+            return nil
+        },
+        Setting(key: "data", env: "MESHGATE_DATA", flag: "--data", help: "data directory of the built-in log; default ./data") { c, v in
+            guard !v.isEmpty else { return "the data directory may not be empty" }
+            c.dataDirectory = v
+            return nil
+        },
+        Setting(key: "routes", env: "MESHGATE_ROUTES", flag: "--routes", help: "route files directory; default ./routes") { c, v in
+            guard !v.isEmpty else { return "the routes directory may not be empty" }
+            c.routesDirectory = v
+            return nil
+        },
+        Setting(key: "fsync", env: "MESHGATE_FSYNC", flag: "--fsync", help: "default durability: always, interval[:MS] or none; default always") { c, v in
+            guard let d = Durability(parsing: v) else { return "\"\(v)\" is not always, interval, interval:MS or none" }
+            c.fsync = d
+            return nil
+        },
+        Setting(key: "max_event_bytes", env: "MESHGATE_MAX_EVENT_BYTES", flag: "--max-event-bytes", help: "largest event data; default 1048576") { c, v in
+            guard let n = Int(v), n >= 1, n <= 64 << 20 else { return "\"\(v)\" is not a size in bytes from 1 to 67108864" }
+            c.maxEventBytes = n
+            return nil
+        },
+        Setting(key: "max_body_bytes", env: "MESHGATE_MAX_BODY_BYTES", flag: "--max-body-bytes", help: "largest structured or batch request body; default 8388608") { c, v in
+            guard let n = Int(v), n >= 1024, n <= 256 << 20 else { return "\"\(v)\" is not a size in bytes from 1024 to 268435456" }
+            c.maxBodyBytes = n
+            return nil
+        },
+        Setting(key: "max_header_bytes", env: "MESHGATE_MAX_HEADER_BYTES", flag: "--max-header-bytes", help: "largest HTTP request head; default 16384") { c, v in
+            guard let n = Int(v), n >= 1024, n <= 1 << 20 else { return "\"\(v)\" is not a size in bytes from 1024 to 1048576" }
+            c.maxHeaderBytes = n
+            return nil
+        },
+        Setting(key: "allow_insecure_remote", env: "MESHGATE_ALLOW_INSECURE_REMOTE", flag: "--allow-insecure-remote",
+                help: "allow listening beyond loopback with authentication off") { c, v in
+            guard let b = parseBool(v) else { return "\"\(v)\" is not true or false" }
+            c.allowInsecureRemote = b
+            return nil
+        },
+        Setting(key: "log_level", env: "MESHGATE_LOG_LEVEL", flag: "--log-level", help: "trace, debug, info, notice, warning, error or critical; default info") { c, v in
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
+                return "\"\(v)\" is not a log level (trace, debug, info, notice, warning, error, critical)"
+            }
+            c.logLevel = v
+            return nil
+        },
+    ]
+
+    static func parseBool(_ v: String) -> Bool? {
+        switch v.lowercased() {
+        case "true", "yes", "on", "1": true
+        case "false", "no", "off", "0": false
+        default: nil
+        }
+    }
+
+    /// Builds the configuration from, in rising precedence, the defaults, the file (`configFile`,
+    /// else `MESHGATE_CONFIG`; none when neither is set), the environment and the flags. `flags`
+    /// maps a setting's flag (`--http`) to its value.
+    public static func load(flags: [String: String] = [:], environment: [String: String] = ProcessInfo.processInfo.environment,
+                            configFile: String? = nil) throws(ConfigError) -> GatewayConfig {
+        var config = GatewayConfig()
+        if let path = configFile ?? environment["MESHGATE_CONFIG"] {
+            try config.applyFile(path)
+        }
+        for s in settings {
+            if let v = environment[s.env], let problem = s.apply(&config, v) { throw ConfigError("\(s.env): \(problem)") }
+        }
+        for s in settings {
+            if let v = flags[s.flag], let problem = s.apply(&config, v) { throw ConfigError("\(s.flag): \(problem)") }
+        }
+        try config.validate()
+        return config
+    }
+
+    /// Applies `meshgate.yaml`: a mapping of setting keys to scalars.
+    public mutating func applyFile(_ path: String) throws(ConfigError) {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError("\(path): cannot read the file") }
+        guard let text = String(data: data, encoding: .utf8) else { throw ConfigError("\(path): not UTF-8") }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw ConfigError("\(path): not valid YAML: \(error)")
+        }
+        guard let root else { return }
+        guard case .mapping(let mapping) = root else {
+            throw ConfigError("\(path):\(Self.position(root.mark)): expected a mapping of settings (key: value)")
+        }
+        let known = Dictionary(uniqueKeysWithValues: Self.settings.map { ($0.key, $0) })
+        for (keyNode, valueNode) in mapping {
+            guard let key = keyNode.string, let setting = known[key] else {
+                throw ConfigError("\(path):\(Self.position(keyNode.mark)): unknown setting \"\(keyNode.string ?? "?")\"; expected one of \(Self.settings.map(\.key).joined(separator: ", "))")
+            }
+            guard case .scalar(let scalar) = valueNode else {
+                throw ConfigError("\(path):\(Self.position(valueNode.mark)): \(key) takes a single value")
+            }
+            if let problem = setting.apply(&self, scalar.string) {
+                throw ConfigError("\(path):\(Self.position(valueNode.mark)): \(key): \(problem)")
+            }
+        }
+    }
+
+    private static func position(_ mark: Mark?) -> String {
+        guard let mark else { return "1:1" }
+        return "\(mark.line):\(mark.column)"
+    }
+
+    /// Checks what single settings cannot: SPEC §8's loopback rule.
+    public func validate() throws(ConfigError) {
+        if !allowInsecureRemote {
+            for (name, address) in [("http", http), ("tcp", tcp)] where !address.isLoopback {
+                throw ConfigError("--\(name) \(address) listens beyond loopback with authentication off; pass --allow-insecure-remote (MESHGATE_ALLOW_INSECURE_REMOTE=true) to accept that")
+            }
+        }
+    }
+
+    /// Listen addresses beyond loopback (warned about when allowed).
+    public var remoteListeners: [String] {
+        [("http", http), ("tcp", tcp)].filter { !$0.1.isLoopback }.map { "\($0.0)=\($0.1)" }
+    }
+
+    /// The log's options for this configuration.
+    public var logOptions: LogOptions {
+        var o = LogOptions()
+        o.defaultTopic.durability = fsync
+        return o
+    }
+}

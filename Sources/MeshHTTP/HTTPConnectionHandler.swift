@@ -1,0 +1,328 @@
+import MeshBroker
+import MeshCore
+import NIOCore
+import NIOHTTP1
+
+/// One connection's requests. `HTTPServerPipelineHandler` in front hands over one request at a
+/// time (pipelined requests wait there), so this handler has at most one request in progress.
+/// Everything here runs on the connection's event loop; broker completions and reads in tasks
+/// come back to it through `respondLater`.
+final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        /// Collecting the body of a request that will be answered at its end.
+        case collecting(head: HTTPRequestHead, route: Route, query: Substring, body: ByteBuffer?, limit: Int)
+        /// Reading past a request that is already decided (answered at its end with `answer`, or
+        /// already answered when nil).
+        case discarding(answer: Problem?)
+        /// Waiting for the broker or a read task to answer.
+        case waiting
+        /// A Server-Sent Events stream owns the connection until it closes.
+        case streaming
+        case closed
+    }
+
+    private let core: ServerCore
+    private var state = State.idle
+    /// The CloudEvents mode of the publish in progress, found once from its head.
+    private var publishMode = CloudEventsHTTP.Mode.plain
+    private var keepAlive = true
+
+    init(core: ServerCore) { self.core = core }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): receiveHead(head, context: context)
+        case .body(var chunk):
+            guard case .collecting(let head, let route, let query, var body, let limit) = state else { return }
+            let size = (body?.readableBytes ?? 0) + chunk.readableBytes
+            if size > limit {
+                // Answer now and close: the rest of the body is never read.
+                state = .discarding(answer: nil)
+                keepAlive = false
+                respond(context: context, problem: .bodyTooLarge(limit: limit))
+                return
+            }
+            if body == nil {
+                body = chunk
+            } else {
+                body!.writeBuffer(&chunk)
+            }
+            state = .collecting(head: head, route: route, query: query, body: body, limit: limit)
+        case .end:
+            switch state {
+            case .collecting(let head, let route, let query, let body, _):
+                state = .waiting
+                dispatch(route, head: head, query: query, body: body, context: context)
+            case .discarding(let answer?):
+                state = .waiting
+                respond(context: context, problem: answer)
+            case .discarding(nil):
+                state = keepAlive ? .idle : .closed
+            default:
+                break
+            }
+        }
+    }
+
+    private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard case .idle = state else { return }
+        keepAlive = head.isKeepAlive
+        var headerBytes = 0
+        for (name, value) in head.headers { headerBytes += name.utf8.count + value.utf8.count + 4 }
+        if headerBytes > core.configuration.maxHeaderBytes {
+            keepAlive = false
+            state = .discarding(answer: nil)
+            respond(context: context, problem: .headersTooLarge(limit: core.configuration.maxHeaderBytes))
+            return
+        }
+        if core.shuttingDown.load(ordering: .relaxed) {
+            keepAlive = false
+            state = .discarding(answer: .shuttingDown())
+            return
+        }
+        let (path, query) = Router.split(head.uri)
+        switch Router.match(head.method, path) {
+        case .notFound:
+            state = .discarding(answer: .notFound(String(path)))
+        case .methodNotAllowed(let allow):
+            state = .discarding(answer: .methodNotAllowed(head.method, String(path), allow: allow))
+        case .badPath(let why):
+            state = .discarding(answer: .invalidRequest(why))
+        case .route(let route):
+            let limit: Int
+            switch route {
+            case .publish:
+                publishMode = CloudEventsHTTP.mode(of: head.headers)
+                switch publishMode {
+                case .plain, .binary: limit = core.broker.options.maxEventBytes
+                case .structured, .batch: limit = core.configuration.maxStructuredBodyBytes
+                }
+            case .groupOffsets: limit = 1 << 20
+            default: limit = 64 << 10
+            }
+            if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limit {
+                keepAlive = false
+                state = .discarding(answer: nil)
+                respond(context: context, problem: .bodyTooLarge(limit: limit))
+                return
+            }
+            state = .collecting(head: head, route: route, query: query, body: nil, limit: limit)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A malformed request (the decoder's errors): answer it if nothing is being answered, and
+        // close, since the byte stream can no longer be trusted.
+        keepAlive = false
+        switch state {
+        case .idle, .collecting, .discarding:
+            state = .discarding(answer: nil)
+            let detail: String
+            if let e = error as? HTTPParserError {
+                if e == .headerOverflow {
+                    respond(context: context, problem: .headersTooLarge(limit: core.configuration.maxHeaderBytes))
+                    return
+                }
+                detail = "the request is not valid HTTP/1.1 (\(e))"
+            } else {
+                detail = "\(error)"
+            }
+            respond(context: context, problem: .malformedHTTP(detail))
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Dispatch
+
+    private func dispatch(_ route: Route, head: HTTPRequestHead, query: Substring, body: ByteBuffer?, context: ChannelHandlerContext) {
+        do throws(Problem) {
+            switch route {
+            case .publish(let topic): try publish(topic: topic, head: head, body: body, context: context)
+            case .fetch(let topic): try fetch(topic: topic, query: QueryParameters(query), context: context)
+            case .stream(let pattern):
+                state = .streaming
+                try EventStream.start(pattern: pattern, query: QueryParameters(query), headers: head.headers,
+                                      core: core, context: context)
+            case .group(let name): groupView(name, context: context)
+            case .groupOffsets(let name): try commitOffsets(name, body: body, context: context)
+            case .status: respond(context: context, json: Admin.status(core.status))
+            case .topics: respond(context: context, json: Admin.topics(core.broker))
+            case .healthz: respond(context: context, json: Array(#"{"status":"ok"}"#.utf8))
+            case .readyz:
+                if let reason = core.status.notReadyReason {
+                    respond(context: context, problem: .notReady(reason))
+                } else {
+                    respond(context: context, json: Array(#"{"status":"ready"}"#.utf8))
+                }
+            case .openapi:
+                respond(context: context, status: .ok, contentType: "application/yaml", body: core.openAPIBytes)
+            }
+        } catch {
+            state = .waiting
+            respond(context: context, problem: error)
+        }
+    }
+
+    private func publish(topic name: String, head: HTTPRequestHead, body: ByteBuffer?, context: ChannelHandlerContext) throws(Problem) {
+        let topic: Topic
+        do { topic = try Topic(name) } catch { throw .invalidTopic(error) }
+        let bytes = body.map { Array($0.readableBytesView) } ?? []
+        let events: [Event]
+        let batch: Bool
+        switch publishMode {
+        case .plain:
+            events = [CloudEventsHTTP.plainEvent(topic: topic, headers: head.headers, body: bytes)]
+            batch = false
+        case .binary:
+            events = [try CloudEventsHTTP.binaryEvent(topic: topic, headers: head.headers, body: bytes)]
+            batch = false
+        case .structured:
+            events = try CloudEventsHTTP.structuredEvents(topic: topic, body: bytes, batch: false)
+            batch = false
+        case .batch:
+            events = try CloudEventsHTTP.structuredEvents(topic: topic, body: bytes, batch: true)
+            batch = true
+        }
+        core.inflight.add(1, ordering: .relaxed)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let core = self.core
+        core.broker.publish(events, ingress: "http") { result in
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                switch result {
+                case .success(let receipts):
+                    var w = JSONWriter(capacity: 96 * receipts.count)
+                    if batch { w.raw("[") }
+                    for (i, r) in receipts.enumerated() {
+                        if i > 0 { w.raw(",") }
+                        Admin.writeReceipt(r, into: &w)
+                    }
+                    if batch { w.raw("]") }
+                    handler.respond(context: context, json: w.bytes)
+                case .failure(let error):
+                    handler.respond(context: context, problem: Problem(error))
+                }
+                core.inflight.subtract(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    private func fetch(topic name: String, query: QueryParameters, context: ChannelHandlerContext) throws(Problem) {
+        let topic: Topic
+        do { topic = try Topic(name) } catch { throw .invalidTopic(error) }
+        let partition = try query.int("partition", default: 0, range: 0...Int(Int32.max))
+        let max = try query.int("max", default: 100, range: 1...core.configuration.maxFetchEvents)
+        let wait = try query.int("wait_ms", default: 0, range: 0...core.configuration.maxFetchWaitMilliseconds)
+        var requested: Int64?
+        if let text = query["offset"] {
+            guard let o = Int64(text), o >= 0 else { throw .invalidRequest("query parameter \"offset\" must be a non-negative integer, got \"\(text)\"") }
+            requested = o
+        }
+        let offset = requested
+        let broker = core.broker
+        respondLater(context: context) { () async throws(Problem) -> [UInt8] in
+            do throws(BrokerError) {
+                let start: Int64
+                if let offset { start = offset } else {
+                    let log = try broker.topicLog(topic)
+                    guard log.partitions.indices.contains(partition) else {
+                        throw BrokerError(.unknownPartition, "topic \(topic) has no partition \(partition) (it has \(log.partitions.count))")
+                    }
+                    start = log.partitions[partition].startOffset
+                }
+                let (deliveries, next) = try await broker.fetch(topic: topic, partition: partition, from: start, max: max, waitMilliseconds: wait)
+                var w = JSONWriter(capacity: 256 + deliveries.reduce(0) { $0 + $1.payload.count * 2 })
+                w.raw(#"{"events":["#)
+                for (i, d) in deliveries.enumerated() {
+                    if i > 0 { w.raw(",") }
+                    CloudEventsHTTP.writeStructured(try d.decode(), topic: d.topic, partition: d.partition, offset: d.offset, into: &w)
+                }
+                w.raw(#"],"next_offset":"#)
+                w.int(next)
+                w.raw("}")
+                return w.bytes
+            } catch {
+                throw Problem(error)
+            }
+        }
+    }
+
+    private func groupView(_ name: String, context: ChannelHandlerContext) {
+        respond(context: context, json: Admin.group(name, broker: core.broker))
+    }
+
+    private func commitOffsets(_ name: String, body: ByteBuffer?, context: ChannelHandlerContext) throws(Problem) {
+        let offsets = try Admin.parseOffsets(body.map { Array($0.readableBytesView) } ?? [])
+        let broker = core.broker
+        respondLater(context: context) { () async throws(Problem) -> [UInt8] in
+            do throws(BrokerError) { try await broker.commit(group: name, offsets) } catch { throw Problem(error) }
+            return Admin.group(name, broker: broker)
+        }
+    }
+
+    /// Runs `work` in a task, off the event loop, and answers with its JSON or its problem.
+    private func respondLater(context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(Problem) -> [UInt8]) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        Task {
+            let result: Result<[UInt8], Problem>
+            do throws(Problem) { result = .success(try await work()) } catch { result = .failure(error) }
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                switch result {
+                case .success(let json): handler.respond(context: context, json: json)
+                case .failure(let problem): handler.respond(context: context, problem: problem)
+                }
+            }
+        }
+    }
+
+    // MARK: Responding
+
+    func respond(context: ChannelHandlerContext, json: [UInt8]) {
+        respond(context: context, status: .ok, contentType: "application/json", body: json)
+    }
+
+    func respond(context: ChannelHandlerContext, problem: Problem) {
+        var extra: [(String, String)] = []
+        if let s = problem.retryAfterSeconds { extra.append(("retry-after", String(s))) }
+        if !problem.allow.isEmpty { extra.append(("allow", problem.allow.map(\.rawValue).joined(separator: ", "))) }
+        respond(context: context, status: problem.status, contentType: "application/problem+json", body: problem.body, extraHeaders: extra)
+    }
+
+    func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, contentType: String, body: [UInt8],
+                 extraHeaders: [(String, String)] = []) {
+        if case .closed = state { return }
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(4 + extraHeaders.count)
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: String(body.count))
+        for (n, v) in extraHeaders { headers.add(name: n, value: v) }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        if keepAlive {
+            // The state changes before the end is written: the pipelining handler delivers the
+            // next buffered request from inside that write. A request answered before its end was
+            // read keeps discarding until its end.
+            if case .discarding = state {} else { state = .idle }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            state = .closed
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        }
+    }
+}

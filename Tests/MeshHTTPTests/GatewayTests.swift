@@ -1,0 +1,166 @@
+import Foundation
+import MeshGateway
+import MeshHTTP
+import MeshLog
+import Testing
+
+@Suite struct GatewayConfigTests {
+    @Test func flagsBeatEnvironmentWhichBeatsTheFile() throws {
+        let dir = ScratchDirectory()
+        let file = dir.path + "/meshgate.yaml"
+        try "# server settings\nnode: from-file\nhttp: 127.0.0.1:9000\ndata: /var/lib/file\nfsync: none\nmax_event_bytes: 2048\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let c = try GatewayConfig.load(flags: ["--http": "127.0.0.1:0"], environment: ["MESHGATE_DATA": "/env/data", "MESHGATE_FSYNC": "interval:50"], configFile: file)
+        #expect(c.node == "from-file")
+        #expect(c.http == HostPort(host: "127.0.0.1", port: 0))
+        #expect(c.dataDirectory == "/env/data")
+        #expect(c.fsync == .interval(milliseconds: 50))
+        #expect(c.maxEventBytes == 2048)
+        #expect(c.tcp == HostPort(host: "127.0.0.1", port: 7070))
+        let d = try GatewayConfig.load(environment: [:])
+        #expect(d.http.description == "127.0.0.1:8080")
+        #expect(d.dataDirectory == "./data" && d.routesDirectory == "./routes" && d.fsync == .always && d.maxEventBytes == 1 << 20)
+    }
+
+    @Test func errorsNameTheirSource() throws {
+        let dir = ScratchDirectory()
+        let file = dir.path + "/meshgate.yaml"
+        try "node: a\nhtp: 127.0.0.1:1\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try GatewayConfig.load(environment: [:], configFile: file) }
+        do { _ = try GatewayConfig.load(environment: [:], configFile: file) } catch {
+            #expect(error.message.contains("meshgate.yaml:2:1: unknown setting \"htp\""), "\(error.message)")
+        }
+        try "fsync: sometimes\n".write(toFile: file, atomically: true, encoding: .utf8)
+        do { _ = try GatewayConfig.load(environment: [:], configFile: file) } catch {
+            #expect(error.message.contains("meshgate.yaml:1:8: fsync:"), "\(error.message)")
+        }
+        do { _ = try GatewayConfig.load(flags: ["--http": "nonsense"], environment: [:]) } catch {
+            #expect(error.message.hasPrefix("--http: \"nonsense\" is not HOST:PORT"), "\(error.message)")
+        }
+        do { _ = try GatewayConfig.load(environment: ["MESHGATE_MAX_EVENT_BYTES": "lots"]) } catch {
+            #expect(error.message.hasPrefix("MESHGATE_MAX_EVENT_BYTES:"), "\(error.message)")
+        }
+    }
+
+    @Test func remoteListenersNeedTheExplicitFlag() throws {
+        #expect(throws: ConfigError.self) { try GatewayConfig.load(flags: ["--http": "0.0.0.0:8080"], environment: [:]) }
+        let ok = try GatewayConfig.load(flags: ["--http": "0.0.0.0:8080", "--allow-insecure-remote": "true"], environment: [:])
+        #expect(ok.remoteListeners == ["http=0.0.0.0:8080"])
+        #expect(try GatewayConfig.load(flags: ["--http": "[::1]:0"], environment: [:]).http.isLoopback)
+    }
+}
+
+/// The real `meshgate serve` binary as a child process.
+@Suite(.serialized) struct ServeProcessTests {
+    static var binary: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("meshgate").path
+    }
+
+    final class Child: @unchecked Sendable {
+        let process = Process()
+        private let lock = NSLock()
+        private var stderr = ""
+
+        init(_ arguments: [String], environment: [String: String] = [:]) throws {
+            try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "meshgate is not built at \(ServeProcessTests.binary)")
+            process.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
+            process.arguments = arguments
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MESHGATE_") }
+            env.merge(environment) { $1 }
+            process.environment = env
+            let pipe = Pipe()
+            process.standardError = pipe
+            process.standardOutput = FileHandle.nullDevice
+            pipe.fileHandleForReading.readabilityHandler = { [self] h in
+                let text = String(decoding: h.availableData, as: UTF8.self)
+                lock.withLock { stderr += text }
+            }
+            try process.run()
+        }
+
+        var output: String { lock.withLock { stderr } }
+
+        /// The port from the `listening http=HOST:PORT` line.
+        func httpPort() async throws -> Int {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                if let r = output.range(of: #"listening http=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                    return Int(output[r].split(separator: ":").last!)!
+                }
+                if !process.isRunning { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw AdminClient.Failure(description: "no listening line; output:\n\(output)")
+        }
+
+        func terminate() async -> Int32 {
+            process.terminate()  // SIGTERM
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+            return process.terminationStatus
+        }
+
+        func exit() async -> Int32 {
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+            return process.terminationStatus
+        }
+    }
+
+    @Test func sigtermFlushesAndARestartServesTheData() async throws {
+        let dir = ScratchDirectory()
+        let first = try Child(["serve", "--http", "127.0.0.1:0", "--data", dir.path, "--node", "proc"])
+        let port = try await first.httpPort()
+        let client = AdminClient(host: "127.0.0.1", port: port)
+        var ids: [String] = []
+        for i in 0..<50 {
+            let r = try await client.request(.POST, "/v1/publish/proc/t", headers: [("ce-id", "p\(i)")], body: Array("event \(i)".utf8))
+            #expect(r.status == 200)
+            ids.append("p\(i)")
+        }
+        let status = try json(try await client.request(.GET, "/v1/status"))
+        #expect(status["node"] as? String == "proc")
+        #expect((status["listeners"] as? [[String: Any]])?.first?["port"] as? Int == port)
+        #expect(await first.terminate() == 0, "\(first.output)")
+        #expect(first.output.contains("flushing and closing the log"))
+
+        let second = try Child(["serve", "--http", "127.0.0.1:0"], environment: ["MESHGATE_DATA": dir.path])
+        let port2 = try await second.httpPort()
+        let r = try await AdminClient(host: "127.0.0.1", port: port2).request(.GET, "/v1/fetch/proc/t?max=100")
+        let events = try #require(try json(r)["events"] as? [[String: Any]])
+        #expect(events.map { $0["id"] as? String } == ids)
+        #expect(events.last?["data"] as? String == "event 49" || events.last?["data_base64"] != nil)
+        #expect(await second.terminate() == 0)
+    }
+
+    @Test func usageAndConfigurationErrorsExitWith2() async throws {
+        let bad = try Child(["serve", "--http", "nowhere"])
+        #expect(await bad.exit() == 2)
+        #expect(bad.output.contains("--http: \"nowhere\" is not HOST:PORT"), "\(bad.output)")
+        let remote = try Child(["serve", "--http", "0.0.0.0:0"])
+        #expect(await remote.exit() == 2)
+        #expect(remote.output.contains("--allow-insecure-remote"), "\(remote.output)")
+        let unknown = try Child(["serve", "--no-such-flag"])
+        #expect(await unknown.exit() == 2)
+        let env = try Child(["serve"], environment: ["MESHGATE_FSYNC": "maybe"])
+        #expect(await env.exit() == 2)
+        #expect(env.output.contains("MESHGATE_FSYNC"), "\(env.output)")
+    }
+
+    @Test func topicsAndStatusCommandsPrintTables() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        _ = try await gw.post("/v1/publish/cli/a", "x")
+        _ = try await gw.post("/v1/publish/cli/a", "y")
+        let topics = try Child(["topics", "--server", "http://127.0.0.1:\(gw.port)"])
+        #expect(await topics.exit() == 0)
+        let status = try Child(["status", "--server", "http://127.0.0.1:\(gw.port)"])
+        #expect(await status.exit() == 0)
+        // Tables go to stdout, which Child discards; run again capturing it.
+        let out = try await Task.detached { try InteropTests.run(ServeProcessTests.binary, ["topics", "--server", "http://127.0.0.1:\(gw.port)"]) }.value
+        #expect(out.output.contains("TOPIC"))
+        #expect(out.output.contains("cli/a") && out.output.contains("0..2"), "\(out.output)")
+        let st = try await Task.detached { try InteropTests.run(ServeProcessTests.binary, ["status", "--server", "http://127.0.0.1:\(gw.port)"]) }.value
+        #expect(st.output.contains("listener http") && st.output.contains("127.0.0.1:\(gw.port)"), "\(st.output)")
+        let down = try await Task.detached { try InteropTests.run(ServeProcessTests.binary, ["status", "--server", "http://127.0.0.1:1"]) }.value
+        #expect(down.status == 1)
+    }
+}
