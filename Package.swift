@@ -64,7 +64,7 @@ let package = Package(
         ]),
         // The composition root: configuration, and the log, broker and listeners as services.
         .target(name: "MeshGateway", dependencies: [
-            "MeshHTTP", "MeshBroker", "MeshLog", "MeshCore",
+            "MeshHTTP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

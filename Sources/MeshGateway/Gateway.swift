@@ -9,7 +9,7 @@ import Synchronization
 import UnixSignals
 
 /// The composition root: the one place that knows every part. It opens the log, builds the
-/// broker over it and the listeners over the broker, and runs them as services of one
+/// broker over it, routing beside it and the listeners over the broker, and runs them as services of one
 /// `ServiceGroup`: started in that order, stopped in the reverse one on SIGTERM/SIGINT (or
 /// `shutdown()`), so listeners stop accepting and drain before the log is flushed and closed.
 public final class Gateway: Sendable {
@@ -20,6 +20,8 @@ public final class Gateway: Sendable {
     public let log: DurableLog
     public let broker: Broker
     public let listeners: [any Listener]
+    /// Route files, the delivery engine, and the connector runtimes they use.
+    public let routing: RoutingControl
     private let logger: Logger
     private let group = Mutex<ServiceGroup?>(nil)
     private let shutdownRequested = Atomic<Bool>(false)
@@ -39,19 +41,23 @@ public final class Gateway: Sendable {
         options.maxEventBytes = config.maxEventBytes
         let broker = Broker(log: log, options: options, logger: Logger(label: "meshgate.broker"))
         self.broker = broker
-        listeners = Self.makeListeners(config: config, broker: broker, status: status, group: eventLoopGroup)
+        let routing = RoutingControl(config: config, log: log, connectors: ConnectorRegistry(), status: status, logger: logger)
+        self.routing = routing
+        listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: routing, group: eventLoopGroup)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
 
     /// The built-in listeners. The TCP listener joins here once MeshTCP is part of the gateway:
     /// `TCPServer(broker: broker, host: config.tcp.host, port: config.tcp.port, …)`.
-    static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, group: any EventLoopGroup) -> [any Listener] {
+    static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
+                              group: any EventLoopGroup) -> [any Listener] {
         var http = HTTPServerConfiguration()
         http.host = config.http.host
         http.port = config.http.port
         http.maxHeaderBytes = config.maxHeaderBytes
         http.maxStructuredBodyBytes = config.maxBodyBytes
+        http.admin = admin
         return [HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http"))]
     }
 
@@ -63,7 +69,7 @@ public final class Gateway: Sendable {
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
-        let services: [any Service] = [LogService(log: log, logger: logger)]
+        let services: [any Service] = [LogService(log: log, logger: logger), RoutingService(control: routing, logger: logger)]
             + listeners.map { ListenerService(listener: $0, status: status, logger: logger) }
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },

@@ -166,6 +166,21 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 }
             case .openapi:
                 respond(context: context, status: .ok, contentType: "application/yaml", body: core.openAPIBytes)
+            case .routes:
+                respond(context: context, json: core.configuration.admin?.routes() ?? Array(#"{"generation":0,"loaded":false,"files":[],"routes":[],"last_error":"routing is off: no routes directory"}"#.utf8))
+            case .connectors:
+                respond(context: context, json: core.configuration.admin?.connectors() ?? Array(#"{"connectors":[],"destinations":[]}"#.utf8))
+            case .reloadRoutes:
+                guard let admin = core.configuration.admin else {
+                    throw Problem.notReady("routing is off: no routes directory")
+                }
+                respondLater(context: context) { () async throws(Problem) -> [UInt8] in
+                    switch await admin.reloadRoutes() {
+                    case .success(let body): return body
+                    case .failure(let rejected):
+                        throw rejected.routingOff ? Problem.notReady(rejected.errors.joined(separator: "; ")) : Problem.routesRejected(rejected.errors)
+                    }
+                }
             }
         } catch {
             state = .waiting

@@ -25,6 +25,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var drainTimeout: TimeAmount = .seconds(10)
     /// The OpenAPI document served at `/v1/openapi.yaml`.
     public var openAPIDocument: String = OpenAPIDocument.yaml
+    /// Routes and connectors for the admin API; without one those endpoints report routing off.
+    public var admin: (any AdminSource)?
 
     public init() {}
 }

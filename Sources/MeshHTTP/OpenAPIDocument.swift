@@ -260,6 +260,113 @@ paths:
                               partition: {type: integer}
                               start_offset: {type: integer}
                               end_offset: {type: integer}
+  /v1/routes:
+    get:
+      operationId: routes
+      summary: The running route table - generation, files, routes and the last reload's result.
+      responses:
+        '200':
+          description: The route table (secrets never appear).
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [generation, loaded, files, routes]
+                properties:
+                  generation: {type: integer, description: Bumped by every successful reload.}
+                  loaded: {type: boolean}
+                  files: {type: array, items: {type: string}}
+                  last_error: {type: [string, 'null'], description: 'Every error of the last failed reload, as file:line:column lines.'}
+                  last_reload: {type: string, format: date-time}
+                  last_success: {type: string, format: date-time}
+                  reloads: {type: integer}
+                  failed_reloads: {type: integer}
+                  routes:
+                    type: array
+                    items:
+                      type: object
+                      required: [name, from, destinations, location]
+                      properties:
+                        name: {type: string}
+                        from: {type: string}
+                        where: {type: string}
+                        location: {type: string}
+                        destinations:
+                          type: array
+                          items:
+                            type: object
+                            required: [index, destination, group]
+                            properties:
+                              index: {type: integer}
+                              destination: {type: string}
+                              group: {type: string, description: The consumer group holding this destination's cursor.}
+                              dead_letter: {type: string}
+  /v1/routes/reload:
+    post:
+      operationId: reloadRoutes
+      summary: Validate the route files and swap them in atomically.
+      description: A rejected reload keeps the running table; the problem's detail lists every error.
+      responses:
+        '200':
+          description: The new generation and which (route, destination) pairs were started, stopped and kept.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [generation]
+                properties:
+                  generation: {type: integer}
+                  started: {type: array, items: {type: string}}
+                  stopped: {type: array, items: {type: string}}
+                  kept: {type: array, items: {type: string}}
+        '422': {$ref: '#/components/responses/Problem'}
+        '503': {$ref: '#/components/responses/Problem'}
+  /v1/connectors:
+    get:
+      operationId: connectors
+      summary: Declared connectors, their runtime state, and every route destination's state, lag and counters.
+      responses:
+        '200':
+          description: Connectors and destinations.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [connectors, destinations]
+                properties:
+                  connectors:
+                    type: array
+                    items:
+                      type: object
+                      properties:
+                        name: {type: string}
+                        type: {type: string, enum: [mqtt, webhook, meshgate]}
+                        options: {type: object, additionalProperties: {type: string}, description: Secrets shown as ***.}
+                        location: {type: string}
+                  runtime:
+                    type: array
+                    items: {type: object}
+                  destinations:
+                    type: array
+                    items:
+                      type: object
+                      properties:
+                        route: {type: string}
+                        index: {type: integer}
+                        group: {type: string}
+                        destination: {type: string}
+                        state: {type: string, enum: [running, waiting]}
+                        waiting_reason: {type: string}
+                        topics: {type: integer}
+                        lag: {type: integer, description: Events in the log not yet delivered.}
+                        read: {type: integer}
+                        matched: {type: integer}
+                        delivered: {type: integer}
+                        failed_attempts: {type: integer}
+                        dead_lettered: {type: integer}
+                        filter_errors: {type: integer}
+                        last_error: {type: string}
+                        last_status: {type: integer}
   /healthz:
     get:
       operationId: healthz
@@ -276,7 +383,7 @@ paths:
   /readyz:
     get:
       operationId: readyz
-      summary: Storage open and listeners up.
+      summary: Storage open, routes loaded and listeners up.
       responses:
         '200':
           description: Ready.

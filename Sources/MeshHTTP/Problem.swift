@@ -88,6 +88,11 @@ public struct Problem: Error, Sendable, Equatable {
                 detail: "the gateway is shutting down and accepts no new requests")
     }
 
+    static func routesRejected(_ errors: [String]) -> Problem {
+        Problem(code: "routes.invalid", status: .unprocessableEntity, title: "Route files rejected",
+                detail: "the running routes are kept; \(errors.count) error(s): " + errors.joined(separator: "; "))
+    }
+
     static func internalError(_ detail: String) -> Problem {
         Problem(code: "internal", status: .internalServerError, title: "Internal error", detail: detail)
     }

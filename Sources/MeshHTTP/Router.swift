@@ -14,6 +14,9 @@ enum Route: Equatable, Sendable {
     case healthz
     case readyz
     case openapi
+    case routes
+    case reloadRoutes
+    case connectors
 }
 
 enum RouteMatch: Equatable {
@@ -61,6 +64,9 @@ enum Router {
         case "/healthz": return only(.GET, .healthz)
         case "/readyz": return only(.GET, .readyz)
         case "/v1/openapi.yaml": return only(.GET, .openapi)
+        case "/v1/routes": return only(.GET, .routes)
+        case "/v1/routes/reload": return only(.POST, .reloadRoutes)
+        case "/v1/connectors": return only(.GET, .connectors)
         default: return .notFound
         }
     }

@@ -20,7 +20,7 @@ private func printErr(_ s: String) {
 private func loadOrExit(_ path: String) throws -> RouteTable {
     do {
         return try RouteLoader.load(path: path)
-    } catch let error as ConfigErrors {
+    } catch {
         for e in error.errors { printErr(e.message) }
         printErr("\(error.errors.count) error(s) in \(path)")
         throw ExitCode(2)

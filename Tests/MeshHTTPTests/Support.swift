@@ -49,6 +49,8 @@ final class TestGateway: Sendable {
         config.node = "test"
         config.http = HostPort(host: "127.0.0.1", port: 0)
         config.dataDirectory = dir.path
+        // Routing stays off unless a test creates this directory (before starting) or points elsewhere.
+        config.routesDirectory = dir.path + "/routes"
         configure(&config)
         let gateway = try Gateway(config: config, logger: quietLogger)
         self.gateway = gateway
