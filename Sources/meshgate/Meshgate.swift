@@ -7,7 +7,7 @@ struct Meshgate: AsyncParsableCommand {
         commandName: "meshgate",
         abstract: "A protocol-agnostic event-mesh routing gateway with a built-in durable log.",
         version: meshgateVersion,
-        subcommands: [Serve.self, Bench.self, AppendLoad.self]
+        subcommands: [Serve.self, PublishCommand.self, SubscribeCommand.self, Bench.self, AppendLoad.self, TCPServe.self]
     )
 }
 
