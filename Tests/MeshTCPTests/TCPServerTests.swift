@@ -295,4 +295,38 @@ import Testing
         await client.close()
         await second.stop()
     }
+
+    /// A subscriber waiting for data must be woken by every append, also when the log's sync
+    /// thread makes records readable while the subscription is arming its notification.
+    @Test func aWaitingSubscriberMissesNoWakeUpUnderGroupCommit() async throws {
+        let server = try await TestServer(durability: .always)
+        defer { server.remove() }
+        let publisher = try await MeshClient.connect(port: server.port)
+        let subscriber = try await MeshClient.connect(port: server.port)
+        let sub = try await subscriber.subscribe(pattern("wake"), from: .earliest, window: 4096)
+        let total = 20_000
+        let received = Task {
+            var n = 0
+            for try await _ in sub {
+                n += 1
+                if n == total { break }
+            }
+            return n
+        }
+        let start = ContinuousClock.now
+        for n in 0..<total {
+            // A steady trickle, so the subscriber keeps going back to waiting.
+            publisher.publish(Event(topic: topic("wake"), id: "w\(n)", source: "t", type: "t")) { _ in }
+            if n % 20 == 19 { try await Task.sleep(until: start + .microseconds(50 * n)) }
+        }
+        let outcome = Task {
+            try await Task.sleep(for: .seconds(20))
+            sub.cancel()
+        }
+        #expect(try await received.value == total)
+        outcome.cancel()
+        await publisher.close()
+        await subscriber.close()
+        await server.stop()
+    }
 }
