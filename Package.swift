@@ -1,11 +1,19 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let yams = Target.Dependency.product(name: "Yams", package: "Yams")
+
 let package = Package(
     name: "meshgate",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "meshgate", targets: ["meshgate"]),
+        .library(name: "MeshClient", targets: ["MeshClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -13,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a table fallback; no Swift package offers it.
@@ -20,74 +29,45 @@ let package = Package(
         // The event model, topics and patterns, and the event codec. No dependencies.
         .target(name: "MeshCore", dependencies: ["CMeshSupport"]),
         // The built-in durable log: segments, indexes, recovery, retention, consumer offsets.
-        .target(name: "MeshLog", dependencies: [
-            "MeshCore", "CMeshSupport",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(name: "MeshLog", dependencies: ["MeshCore", "CMeshSupport", logging]),
+        // The publish/subscribe engine over the log: validation, subscriptions, consumer groups.
+        .target(name: "MeshBroker", dependencies: ["MeshCore", "MeshLog", logging]),
         // Route model, topic trie, CESQL filters, templates and the delivery engine (no YAML).
-        .target(name: "MeshRouting", dependencies: [
-            "MeshCore", "MeshLog",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(name: "MeshRouting", dependencies: ["MeshCore", "MeshLog", logging]),
         // Route files: YAML -> validated route table with file:line:column errors; hot reload.
-        .target(name: "MeshConfig", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting",
-            .product(name: "Yams", package: "Yams"),
-            .product(name: "Logging", package: "swift-log"),
+        .target(name: "MeshConfig", dependencies: ["MeshCore", "MeshLog", "MeshRouting", yams, logging]),
+        // The TCP protocol: frames, their codec, and the connection state machines. No sockets.
+        .target(name: "MeshWire", dependencies: ["MeshCore", nioCore]),
+        // The HTTP listener: a lean NIOHTTP1 pipeline and a hand-written router over the broker.
+        .target(name: "MeshHTTP", dependencies: ["MeshBroker", "MeshCore", "MeshLog", nioCore, nioPosix, nioHTTP1, logging]),
+        // The TCP listener: the MeshWire protocol over NIO sockets, adapted onto the Broker.
+        .target(name: "MeshTCP", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshWire", nioCore, nioPosix, logging]),
+        // The public Swift client of the TCP protocol (async/await).
+        .target(name: "MeshClient", dependencies: ["MeshCore", "MeshWire", nioCore, nioPosix]),
+        // The composition root: configuration; the log, broker, routing and listeners as services.
+        .target(name: "MeshGateway", dependencies: [
+            "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig",
+            nioCore, nioPosix, logging, lifecycle, yams,
         ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient",
+            nioCore, nioPosix, nioHTTP1, logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
-        // The publish/subscribe engine over the log: validation, subscriptions, consumer groups.
-        .target(name: "MeshBroker", dependencies: [
-            "MeshCore", "MeshLog",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        // The TCP protocol: frames, their codec, and the connection state machines. No sockets.
-        .target(name: "MeshWire", dependencies: [
-            "MeshCore",
-            .product(name: "NIOCore", package: "swift-nio"),
-        ]),
-        // The HTTP listener: a lean NIOHTTP1 pipeline and a hand-written router over the broker.
-        .target(name: "MeshHTTP", dependencies: [
-            "MeshBroker", "MeshCore", "MeshLog",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        // The composition root: configuration, and the log, broker and listeners as services.
-        .target(name: "MeshGateway", dependencies: [
-            "MeshHTTP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Yams", package: "Yams"),
-        ]),
+
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
-        .testTarget(name: "MeshWireTests", dependencies: [
-            "MeshWire", "MeshCore",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOEmbedded", package: "swift-nio"),
-        ]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshWireTests", dependencies: [
+            "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "MeshTCPTests", dependencies: ["MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
-            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", nioCore, nioPosix, nioHTTP1, logging, lifecycle,
         ]),
     ],
     swiftLanguageModes: [.v6]

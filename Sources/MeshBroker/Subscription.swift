@@ -15,9 +15,15 @@ public final class Subscription: Sendable {
     struct Cursor {
         let log: PartitionLog
         var next: Int64
-        /// A pending `notify` on the partition, while the consumer waits.
+        /// A pending `notify` on the partition, while the consumer waits (`arming` while the
+        /// token is being obtained).
         var armed: UInt64?
+        /// Which arming `armed` belongs to, so a notification that fires before its token is
+        /// stored cannot leave a stale token behind (which would never fire again).
+        var armSeq: UInt64 = 0
     }
+
+    static let arming = UInt64.max
 
     struct State {
         var cursors: [TopicPartition: Cursor] = [:]
@@ -28,6 +34,7 @@ public final class Subscription: Sendable {
         var woken = false
         var closed = false
         var generation = 0
+        var nextArmSeq: UInt64 = 0
         var onAssignment: (@Sendable (_ partitions: [TopicPartition], _ generation: Int) -> Void)?
     }
 
@@ -44,7 +51,7 @@ public final class Subscription: Sendable {
 
     deinit {
         let armed = state.withLock { s in s.cursors.values.compactMap { c in c.armed.map { (c.log, $0) } } }
-        for (log, token) in armed { log.cancelNotify(token) }
+        for (log, token) in armed where token != Self.arming { log.cancelNotify(token) }
     }
 
     /// The partitions this subscription reads now.
@@ -120,18 +127,25 @@ public final class Subscription: Sendable {
 
     private func waitForData() async {
         // Arm a notification on every partition that has none, then sleep until one fires.
-        let toArm = state.withLock { s in s.cursors.filter { $0.value.armed == nil }.map { ($0.key, $0.value.log, $0.value.next) } }
-        for (tp, log, next) in toArm {
-            // Fires once record `next` is readable.
-            let token = log.notify(beyond: next) { [weak self] in self?.fired(tp) }
-            if let token {
-                let stale = state.withLock { s -> Bool in
-                    guard s.cursors[tp] != nil else { return true }
-                    s.cursors[tp]!.armed = token
-                    return false
-                }
-                if stale { log.cancelNotify(token) }
+        let toArm = state.withLock { s -> [(TopicPartition, PartitionLog, Int64, UInt64)] in
+            var list: [(TopicPartition, PartitionLog, Int64, UInt64)] = []
+            for (tp, c) in s.cursors where c.armed == nil {
+                s.nextArmSeq += 1
+                s.cursors[tp]!.armed = Self.arming
+                s.cursors[tp]!.armSeq = s.nextArmSeq
+                list.append((tp, c.log, c.next, s.nextArmSeq))
             }
+            return list
+        }
+        for (tp, log, next, seq) in toArm {
+            // Fires once record `next` is readable, possibly before `notify` returns.
+            let token = log.notify(beyond: next) { [weak self] in self?.fired(tp, seq) }
+            let stale = state.withLock { s -> Bool in
+                guard let c = s.cursors[tp], c.armSeq == seq else { return true }  // reassigned meanwhile
+                if c.armed == Self.arming { s.cursors[tp]!.armed = token }  // nil: it fired already
+                return false
+            }
+            if stale, let token { log.cancelNotify(token) }
         }
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (cont: UnsafeContinuation<Void, Never>) in
@@ -150,8 +164,10 @@ public final class Subscription: Sendable {
         }
     }
 
-    private func fired(_ tp: TopicPartition) {
-        state.withLock { s in s.cursors[tp]?.armed = nil }
+    private func fired(_ tp: TopicPartition, _ seq: UInt64) {
+        state.withLock { s in
+            if s.cursors[tp]?.armSeq == seq { s.cursors[tp]!.armed = nil }
+        }
         wake()
     }
 
@@ -175,7 +191,7 @@ public final class Subscription: Sendable {
         let (removed, missing) = state.withLock { s -> ([(PartitionLog, UInt64)], [TopicPartition]) in
             var removed: [(PartitionLog, UInt64)] = []
             for (tp, c) in s.cursors where !wanted.contains(tp) {
-                if let token = c.armed { removed.append((c.log, token)) }
+                if let token = c.armed, token != Self.arming { removed.append((c.log, token)) }
                 s.cursors.removeValue(forKey: tp)
             }
             s.order.removeAll { !wanted.contains($0) }

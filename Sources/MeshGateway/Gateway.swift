@@ -2,6 +2,7 @@ import Logging
 import MeshBroker
 import MeshHTTP
 import MeshLog
+import MeshTCP
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -48,8 +49,7 @@ public final class Gateway: Sendable {
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
 
-    /// The built-in listeners. The TCP listener joins here once MeshTCP is part of the gateway:
-    /// `TCPServer(broker: broker, host: config.tcp.host, port: config.tcp.port, …)`.
+    /// The built-in listeners: HTTP and TCP, over the same broker.
     static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
                               group: any EventLoopGroup) -> [any Listener] {
         var http = HTTPServerConfiguration()
@@ -58,7 +58,14 @@ public final class Gateway: Sendable {
         http.maxHeaderBytes = config.maxHeaderBytes
         http.maxStructuredBodyBytes = config.maxBodyBytes
         http.admin = admin
-        return [HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http"))]
+        var tcp = TCPServer.Configuration()
+        tcp.connection.maxEventSize = config.maxEventBytes
+        tcp.connection.maxInFlightPublishes = config.maxInFlight
+        let tcpServer = TCPServer(broker: broker, configuration: tcp, logger: Logger(label: "meshgate.tcp"), eventLoopGroup: group)
+        return [
+            HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http")),
+            TCPListener(server: tcpServer, host: config.tcp.host, port: config.tcp.port),
+        ]
     }
 
     /// Runs until a graceful shutdown (one of `signals`, or `shutdown()`) has stopped every part.

@@ -52,8 +52,9 @@ public struct ConfigError: MeshError, Equatable {
 public struct GatewayConfig: Sendable, Equatable {
     public var node: String = GatewayConfig.defaultNodeName()
     public var http = HostPort(host: "127.0.0.1", port: 8080)
-    /// Accepted and stored; the TCP listener (MeshTCP) binds it once it is part of the gateway.
     public var tcp = HostPort(host: "127.0.0.1", port: 7070)
+    /// Unanswered publishes one TCP connection may have (more get `overloaded`, not a close).
+    public var maxInFlight = 1024
     public var dataDirectory = "./data"
     public var routesDirectory = "./routes"
     /// The durability of topics created without their own (SPEC §2).
@@ -101,6 +102,12 @@ public struct GatewayConfig: Sendable, Equatable {
         Setting(key: "tcp", env: "MESHGATE_TCP", flag: "--tcp", help: "TCP listen address HOST:PORT; default 127.0.0.1:7070") { c, v in
             guard let hp = HostPort(parsing: v) else { return "\"\(v)\" is not HOST:PORT" }
             c.tcp = hp
+            return nil
+        },
+        Setting(key: "max_inflight", env: "MESHGATE_MAX_INFLIGHT", flag: "--max-inflight",
+                help: "unanswered publishes per TCP connection; default 1024") { c, v in
+            guard let n = Int(v), n >= 1, n <= 1 << 20 else { return "\"\(v)\" is not a count from 1 to 1048576" }
+            c.maxInFlight = n
             return nil
         },
         Setting(key: "data", env: "MESHGATE_DATA", flag: "--data", help: "data directory of the built-in log; default ./data") { c, v in

@@ -145,3 +145,24 @@ extension ByteBuffer {
         return bytes.count
     }
 }
+
+extension Frame {
+    /// Appends an EVENT frame whose event is given already encoded, as the log stores it, so a
+    /// server can forward stored records without decoding and re-encoding them. The bytes on the
+    /// wire are the same as `Frame.event(...).encode(into:)` writes for the decoded event.
+    public static func encodeEvent(
+        subscriptionID: UInt32, partition: UInt32, offset: UInt64, encodedEvent: some Collection<UInt8>,
+        into buffer: inout ByteBuffer
+    ) {
+        let length = WireProtocol.headerSize + 4 + 8 + encodedEvent.count
+        precondition(length <= Int(UInt32.max), "frame body does not fit a u32 length")
+        buffer.reserveCapacity(minimumWritableBytes: WireProtocol.lengthPrefixSize + length)
+        buffer.writeInteger(UInt32(length))
+        buffer.writeInteger(FrameType.event.rawValue)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(subscriptionID)
+        buffer.writeInteger(partition)
+        buffer.writeInteger(offset)
+        buffer.writeBytes(encodedEvent)
+    }
+}

@@ -5,7 +5,7 @@ import MeshGateway
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the gateway: the built-in log, the broker and the HTTP listener.",
+        abstract: "Run the gateway: the built-in log, the broker, routing and the HTTP and TCP listeners.",
         discussion: """
             Every option can also be set by an environment variable (MESHGATE_HTTP, MESHGATE_DATA, …) or a key \
             of the file given with --config (MESHGATE_CONFIG); flags win over variables, variables over the file. \
@@ -28,6 +28,8 @@ struct Serve: AsyncParsableCommand {
     var fsync: String?
     @Option(help: "Largest event data in bytes (env MESHGATE_MAX_EVENT_BYTES). Default 1048576.")
     var maxEventBytes: String?
+    @Option(name: .customLong("max-inflight"), help: "Unanswered publishes per TCP connection (env MESHGATE_MAX_INFLIGHT). Default 1024.")
+    var maxInFlight: String?
     @Option(help: "Largest structured or batch request body in bytes (env MESHGATE_MAX_BODY_BYTES). Default 8388608.")
     var maxBodyBytes: String?
     @Option(help: "Largest HTTP request head in bytes (env MESHGATE_MAX_HEADER_BYTES). Default 16384.")
@@ -46,6 +48,7 @@ struct Serve: AsyncParsableCommand {
         flags["--node"] = node
         flags["--fsync"] = fsync
         flags["--max-event-bytes"] = maxEventBytes
+        flags["--max-inflight"] = maxInFlight
         flags["--max-body-bytes"] = maxBodyBytes
         flags["--max-header-bytes"] = maxHeaderBytes
         flags["--log-level"] = logLevel

@@ -273,4 +273,13 @@ import Testing
         #expect(decoded.message.utf8.count <= 65_535)
         #expect(decoded.message.allSatisfy { $0 == "é" })
     }
+
+    @Test func eventFramesFromStoredBytesMatchTheDecodedEncoding() throws {
+        let event = Fixtures.event()
+        let decodedForm = Frame.event(EventDelivery(subscriptionID: 7, partition: 3, offset: 12_345, event: event)).encoded()
+        var stored = ByteBuffer()
+        Frame.encodeEvent(subscriptionID: 7, partition: 3, offset: 12_345, encodedEvent: EventCodec.encode(event), into: &stored)
+        #expect(stored == decodedForm)
+        #expect(try Frame.decode(from: &stored) == .event(EventDelivery(subscriptionID: 7, partition: 3, offset: 12_345, event: event)))
+    }
 }

@@ -1,0 +1,326 @@
+import MeshCore
+import MeshWire
+import NIOCore
+import NIOPosix
+
+/// What a connection tells a subscription. Called on the connection's event loop.
+protocol SubscriptionSink: AnyObject, Sendable {
+    func subscribed()
+    func deliver(_ delivery: EventDelivery)
+    func assignment(_ assignment: Assignment)
+    /// The server ended the subscription: UNSUBSCRIBED (nil) or an ERROR about it.
+    func ended(_ error: WireError?)
+}
+
+/// One publish request waiting for its answer: either one caller's event or batch, or the single
+/// events of several callers merged into one PUBLISH_BATCH.
+struct PublishRequest {
+    var events: [Event]
+    /// One caller per event when merged; one caller for everything otherwise.
+    var merged: Bool
+    var complete: [@Sendable (Result<[MeshReceipt], WireError>) -> Void]
+
+    func finish(_ result: Result<[PublishReceipt], WireError>) {
+        switch result {
+        case .success(let receipts):
+            let all = zip(events, receipts).map { MeshReceipt(id: $0.id, topic: $0.topic, partition: $1.partition, offset: $1.offset) }
+            if merged {
+                for (index, done) in complete.enumerated() { done(.success([all[index]])) }
+            } else {
+                complete[0](.success(all))
+            }
+        case .failure(let error):
+            for done in complete { done(.failure(error)) }
+        }
+    }
+}
+
+/// The client's side of one connection, living on its channel's event loop: it feeds a
+/// `ClientConnectionStateMachine`, carries out its actions, queues publishes beyond the server's
+/// in-flight limit, and merges single publishes made in the same event-loop turn into batches.
+final class ClientConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    struct Options: Sendable {
+        var mergePublishes: Bool
+        var maxMergedEvents: Int
+        var maxMergedBytes: Int
+    }
+
+    private var machine: ClientConnectionStateMachine
+    private let options: Options
+    private var context: ChannelHandlerContext?
+    private var welcomePromise: EventLoopPromise<Welcome>?
+    private var heartbeat: RepeatedTask?
+    private var inFlight: [UInt32: PublishRequest] = [:]
+    /// Requests waiting for an in-flight slot, oldest first.
+    private var queued: [PublishRequest] = []
+    private var queuedHead = 0
+    /// Single publishes of this event-loop turn, merged when the turn ends.
+    private var singles: [(event: Event, complete: @Sendable (Result<[MeshReceipt], WireError>) -> Void)] = []
+    private var turnScheduled = false
+    private var sinks: [UInt32: any SubscriptionSink] = [:]
+    private var needsFlush = false
+    /// Called once when the connection is gone, with the reason (nil for a clean close).
+    var onClose: (@Sendable (WireError?) -> Void)?
+    private var closeReason: WireError?
+    private var closed = false
+
+    init(configuration: ClientConnectionStateMachine.Configuration, options: Options) {
+        machine = ClientConnectionStateMachine(configuration: configuration)
+        self.options = options
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        run(machine.channelClosed())
+        finishClose()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        run(machine.received(unwrapInboundIn(data)))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let wire = error as? WireError {
+            run(machine.decodingFailed(wire))
+        } else {
+            closeReason = closeReason ?? WireError(.notReady, "connection error: \(error)")
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Requests (on the event loop)
+
+    func start(_ promise: EventLoopPromise<Welcome>) {
+        welcomePromise = promise
+        do {
+            write(try machine.start())
+            flushIfNeeded()
+        } catch {
+            promise.fail(error)
+            welcomePromise = nil
+        }
+    }
+
+    func publish(_ event: Event, _ complete: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+        guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
+        if options.mergePublishes {
+            singles.append((event, complete))
+            scheduleTurnEnd()
+        } else {
+            enqueue(PublishRequest(events: [event], merged: false, complete: [complete]))
+        }
+    }
+
+    func publish(batch events: [Event], _ complete: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+        guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
+        enqueue(PublishRequest(events: events, merged: false, complete: [complete]))
+    }
+
+    func subscribe(_ sink: any SubscriptionSink, pattern: TopicPattern, group: String?, start: StartPosition,
+                   ackMode: AckMode, window: UInt32) throws(WireError) -> UInt32 {
+        let (id, frame) = try machine.subscribe(pattern, group: group, from: start, ackMode: ackMode, window: window)
+        sinks[id] = sink
+        write(frame)
+        flushIfNeeded()
+        return id
+    }
+
+    func consumed(subscriptionID id: UInt32, count: UInt32) {
+        if let frame = machine.consumed(subscriptionID: id, count: count) {
+            write(frame)
+            flushIfNeeded()
+        }
+    }
+
+    func acknowledge(subscriptionID id: UInt32, topic: Topic, partition: UInt32, offset: UInt64) throws(WireError) {
+        write(try machine.acknowledge(subscriptionID: id, topic: topic, partition: partition, offset: offset))
+        flushIfNeeded()
+    }
+
+    func unsubscribe(subscriptionID id: UInt32) {
+        sinks[id] = nil
+        if let frame = try? machine.unsubscribe(subscriptionID: id) {
+            write(frame)
+            flushIfNeeded()
+        }
+    }
+
+    /// GOODBYE; the channel closes once the server answers.
+    func close() {
+        run(machine.close())
+        flushIfNeeded()
+    }
+
+    // MARK: Publishing
+
+    private func scheduleTurnEnd() {
+        guard !turnScheduled, let context else { return }
+        turnScheduled = true
+        // Runs after the tasks already queued on the loop, so publishes made meanwhile merge.
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute { bound.value.endTurn() }
+    }
+
+    private func endTurn() {
+        turnScheduled = false
+        let pending = singles
+        singles.removeAll(keepingCapacity: true)
+        var index = 0
+        while index < pending.count {
+            var request = PublishRequest(events: [], merged: true, complete: [])
+            var bytes = 0
+            while index < pending.count, request.events.count < options.maxMergedEvents {
+                let size = EventCodec.encodedSize(pending[index].event) + 4
+                if !request.events.isEmpty, bytes + size > options.maxMergedBytes { break }
+                bytes += size
+                request.events.append(pending[index].event)
+                request.complete.append(pending[index].complete)
+                index += 1
+            }
+            if request.events.count == 1 { request.merged = false }
+            enqueue(request, pump: false)
+        }
+        pump()
+    }
+
+    private func enqueue(_ request: PublishRequest, pump shouldPump: Bool = true) {
+        queued.append(request)
+        if shouldPump { pump() }
+    }
+
+    /// Sends queued requests while the server's in-flight limit allows.
+    private func pump() {
+        let limit = Int(machine.welcome?.maxInFlightPublishes ?? 0)
+        while queuedHead < queued.count, machine.outstandingPublishCount < limit {
+            let request = queued[queuedHead]
+            queuedHead += 1
+            do throws(WireError) {
+                let (id, frame) = request.events.count == 1 && !request.merged
+                    ? try machine.publish(request.events[0]) : try machine.publish(batch: request.events)
+                inFlight[id] = request
+                write(frame)
+            } catch {
+                request.finish(.failure(error))
+            }
+        }
+        if queuedHead == queued.count {
+            queued.removeAll(keepingCapacity: true)
+            queuedHead = 0
+        } else if queuedHead > 1024, queuedHead * 2 > queued.count {
+            queued.removeFirst(queuedHead)
+            queuedHead = 0
+        }
+        flushIfNeeded()
+    }
+
+    private func publishFinished(_ id: UInt32, _ result: Result<[PublishReceipt], WireError>) {
+        guard let request = inFlight.removeValue(forKey: id) else { return }
+        if case .failure(let error) = result, request.merged,
+           [.forbidden, .invalidTopic, .invalidEvent, .eventTooLarge].contains(error.code) {
+            // One caller's bad event failed the merged batch (nothing was stored): send each alone
+            // so that only that caller hears about it.
+            for (event, done) in zip(request.events, request.complete) {
+                queued.insert(PublishRequest(events: [event], merged: false, complete: [done]), at: queuedHead)
+            }
+        } else {
+            request.finish(result)
+        }
+    }
+
+    // MARK: Actions
+
+    private func run(_ actions: [ClientConnectionStateMachine.Action]) {
+        let connectionEnding = actions.contains { if case .close = $0 { true } else { false } }
+        var publishesDone = false
+        for action in actions {
+            switch action {
+            case .send(let frame):
+                write(frame)
+            case .connected(let welcome):
+                startHeartbeat(welcome)
+                welcomePromise?.succeed(welcome)
+                welcomePromise = nil
+            case .publishAcknowledged(let id, let receipts):
+                publishFinished(id, .success(receipts))
+                publishesDone = true
+            case .publishFailed(let id, let error):
+                publishFinished(id, .failure(connectionEnding && !error.isFatal ? (closeReason ?? error) : error))
+                publishesDone = true
+            case .subscribed(let id):
+                sinks[id]?.subscribed()
+            case .subscriptionEnded(let id, let error):
+                // When the whole connection ends, the client decides (reconnect or not).
+                if let sink = sinks.removeValue(forKey: id), !connectionEnding { sink.ended(error) }
+            case .deliver(let delivery):
+                sinks[delivery.subscriptionID]?.deliver(delivery)
+            case .assignment(let assignment):
+                sinks[assignment.subscriptionID]?.assignment(assignment)
+            case .error:
+                break  // a refused CREDIT / ACK / UNSUBSCRIBE; nothing waits for it
+            case .close(let error):
+                closeReason = closeReason ?? error
+                flushIfNeeded()
+                context?.close(promise: nil)
+            }
+        }
+        if publishesDone { pump() }
+        flushIfNeeded()
+    }
+
+    private func finishClose() {
+        guard !closed else { return }
+        closed = true
+        heartbeat?.cancel()
+        heartbeat = nil
+        let reason = closeReason ?? WireError.disconnected
+        welcomePromise?.fail(reason)
+        welcomePromise = nil
+        // Whatever never reached the server fails like what was in flight.
+        let failure = closeReason?.code == .notReady || closeReason == nil ? WireError.disconnected : reason
+        for request in queued[queuedHead...] { request.finish(.failure(failure)) }
+        queued.removeAll()
+        queuedHead = 0
+        for single in singles { single.complete(.failure(failure)) }
+        singles.removeAll()
+        for request in inFlight.values { request.finish(.failure(failure)) }
+        inFlight.removeAll()
+        sinks.removeAll()
+        onClose?(closeReason)
+    }
+
+    private func startHeartbeat(_ welcome: Welcome) {
+        guard let context, heartbeat == nil, welcome.heartbeatIntervalMilliseconds > 0 else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let interval = TimeAmount.milliseconds(Int64(welcome.heartbeatIntervalMilliseconds))
+        heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            let handler = bound.value
+            handler.run(handler.machine.heartbeatTick())
+        }
+    }
+
+    private func write(_ frame: Frame) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(frame), promise: nil)
+        needsFlush = true
+    }
+
+    private func flushIfNeeded() {
+        guard needsFlush, let context else { return }
+        needsFlush = false
+        context.flush()
+    }
+}

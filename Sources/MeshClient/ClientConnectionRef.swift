@@ -1,0 +1,116 @@
+import MeshCore
+import MeshWire
+import NIOCore
+import NIOPosix
+
+/// A sendable handle on one connection: every call hops to the channel's event loop, where the
+/// `ClientConnectionHandler` keeps all the state.
+struct ClientConnectionRef: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<ClientConnectionHandler>
+    let welcome: Welcome
+
+    static func connect(
+        host: String, port: Int, configuration: ClientConnectionStateMachine.Configuration,
+        options: ClientConnectionHandler.Options, group: any EventLoopGroup, connectTimeout: Duration,
+        onClose: @escaping @Sendable (WireError?) -> Void
+    ) async throws -> ClientConnectionRef {
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000
+                + connectTimeout.components.attoseconds / 1_000_000_000))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = ClientConnectionHandler(configuration: configuration, options: options)
+                    handler.onClose = onClose
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: host, port: port)
+            .get()
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: Welcome.self)
+        let handler = try await loop.submit { () throws -> NIOLoopBound<ClientConnectionHandler> in
+            let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+            handler.start(promise)
+            return NIOLoopBound(handler, eventLoop: loop)
+        }.get()
+        do {
+            let welcome = try await promise.futureResult.get()
+            return ClientConnectionRef(channel: channel, handler: handler, welcome: welcome)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+
+    func publish(_ event: Event) async throws -> MeshReceipt {
+        let handler = self.handler
+        let receipts = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[MeshReceipt], any Error>) in
+            handler.eventLoop.execute {
+                handler.value.publish(event) { cont.resume(with: $0.mapError { $0 }) }
+            }
+        }
+        return receipts[0]
+    }
+
+    func publish(batch events: [Event]) async throws -> [MeshReceipt] {
+        let handler = self.handler
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[MeshReceipt], any Error>) in
+            handler.eventLoop.execute {
+                handler.value.publish(batch: events) { cont.resume(with: $0.mapError { $0 }) }
+            }
+        }
+    }
+
+    /// Callback form, for load generators that keep many publishes in flight without tasks.
+    func publish(_ event: Event, completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.publish(event, completion) }
+    }
+
+    func subscribe(_ sink: any SubscriptionSink, pattern: TopicPattern, group: String?, start: StartPosition,
+                   ackMode: AckMode, window: UInt32) async throws -> UInt32 {
+        let handler = self.handler
+        return try await handler.eventLoop.submit { () throws -> UInt32 in
+            try handler.value.subscribe(sink, pattern: pattern, group: group, start: start, ackMode: ackMode, window: window)
+        }.get()
+    }
+
+    func consumed(subscriptionID: UInt32, count: UInt32) {
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.consumed(subscriptionID: subscriptionID, count: count) }
+    }
+
+    func acknowledge(subscriptionID: UInt32, topic: Topic, partition: UInt32, offset: UInt64) async throws {
+        let handler = self.handler
+        try await handler.eventLoop.submit { () throws in
+            try handler.value.acknowledge(subscriptionID: subscriptionID, topic: topic, partition: partition, offset: offset)
+        }.get()
+    }
+
+    func unsubscribe(subscriptionID: UInt32) {
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.unsubscribe(subscriptionID: subscriptionID) }
+    }
+
+    /// GOODBYE, then waits for the channel to close (the server answers GOODBYE once everything in
+    /// flight is answered), at most `timeout`.
+    func close(timeout: Duration) async {
+        let handler = self.handler, channel = self.channel
+        handler.eventLoop.execute { handler.value.close() }
+        let done = channel.eventLoop.makePromise(of: Void.self)
+        let (seconds, attoseconds) = timeout.components
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+            done.succeed(())
+        }
+        channel.closeFuture.whenComplete { _ in
+            timer.cancel()
+            done.succeed(())
+        }
+        try? await done.futureResult.get()
+        try? await channel.close()
+    }
+}

@@ -1,0 +1,421 @@
+import Logging
+import MeshBroker
+import MeshCore
+import MeshLog
+import MeshWire
+import NIOCore
+import Synchronization
+
+/// Serves one TCP connection: feeds every decoded frame and every finished piece of work to a
+/// `ServerConnectionStateMachine` and carries out the actions it returns. All state lives on the
+/// channel's event loop; work done elsewhere (log appends, subscription reads, commits) hops back.
+///
+/// Frames are encoded here, into one buffer flushed once per read burst or per batch of
+/// completions, rather than by a `MessageToByteHandler(FrameEncoder)`: that coalesces hundreds of
+/// PUBLISH_ACKs into one write, and EVENT frames are written straight from the log's stored bytes.
+///
+/// Backpressure: while the channel is not writable the handler neither pulls events from the
+/// broker nor reads more requests, so a client that stops reading costs at most the write buffer's
+/// high-water mark plus one pulled batch, and never slows other connections.
+final class TCPConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The largest batch pulled from a subscription at once; also bounded by credit and bytes.
+    static let maxPullEvents = 512
+    static let maxPullBytes = 1 << 20
+    /// Output beyond this is flushed at once rather than at the end of the read burst.
+    static let flushThreshold = 64 << 10
+
+    private final class OpenSubscription {
+        let id: UInt32
+        let broker: MeshBroker.Subscription
+        let group: String?
+        let ackMode: AckMode
+        var pulling = false
+        /// Deliveries stopped (GOODBYE) but the member stays in its group so ACKs still commit.
+        var stopped = false
+        var lastGeneration = -1
+        /// Auto-commit: the next offset per partition written and not yet committed.
+        var written: [MeshBroker.TopicPartition: Int64] = [:]
+        var committing = false
+
+        init(id: UInt32, broker: MeshBroker.Subscription, group: String?, ackMode: AckMode) {
+            self.id = id
+            self.broker = broker
+            self.group = group
+            self.ackMode = ackMode
+        }
+    }
+
+    private let broker: Broker
+    private let configuration: TCPServer.Configuration
+    private let logger: Logger
+    private let registry: ConnectionRegistry
+    private var machine: ServerConnectionStateMachine
+    private var context: ChannelHandlerContext?
+    private var bound: NIOLoopBound<TCPConnectionHandler>?
+    private var out = ByteBuffer()
+    private var heartbeat: RepeatedTask?
+    private var subscriptions: [UInt32: OpenSubscription] = [:]
+    private var readHeld = false
+    private var closing = false
+    private var pendingCommits = 0
+    /// GOODBYE and close, held back until the commits made before them are durable.
+    private var heldActions: [ServerConnectionStateMachine.Action] = []
+    private let completions = CompletionMailbox()
+    /// EVENT frames written on this connection, for status and tests.
+    private(set) var eventsWritten = 0
+
+    init(broker: Broker, configuration: TCPServer.Configuration, logger: Logger, registry: ConnectionRegistry) {
+        self.broker = broker
+        self.configuration = configuration
+        self.logger = logger
+        self.registry = registry
+        self.machine = ServerConnectionStateMachine(configuration: configuration.connection)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.bound = bound
+        out = context.channel.allocator.buffer(capacity: 4096)
+        completions.drain = { bound.value.drainCompletions() }
+        completions.eventLoop = context.eventLoop
+        registry.add(context.channel, bound)
+        if context.channel.isActive { startHeartbeat(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startHeartbeat(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        heartbeat?.cancel()
+        heartbeat = nil
+        registry.remove(context.channel)
+        run(machine.channelClosed())
+        for open in subscriptions.values { open.broker.close() }
+        subscriptions.removeAll()
+        heldActions.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        run(machine.received(unwrapInboundIn(data)))
+        if out.readableBytes >= Self.flushThreshold { flush() }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let wire = error as? WireError {
+            logger.debug("bad frame from \(context.remoteAddress.map { "\($0)" } ?? "?"): \(wire)")
+            run(machine.decodingFailed(wire))
+            flush()
+        } else {
+            logger.debug("connection error: \(error)")
+            context.close(promise: nil)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+            for id in subscriptions.keys.sorted() { pull(id) }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    // MARK: Inputs from elsewhere
+
+    /// The server is shutting down.
+    func shutdown() {
+        run(machine.shutdown())
+        flush()
+    }
+
+    private func startHeartbeat(_ context: ChannelHandlerContext) {
+        guard heartbeat == nil, let bound else { return }
+        let interval = TimeAmount.milliseconds(Int64(max(1, configuration.connection.heartbeatIntervalMilliseconds)))
+        heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            bound.value.tick()
+        }
+    }
+
+    private func tick() {
+        run(machine.heartbeatTick())
+        flush()
+    }
+
+    fileprivate func drainCompletions() {
+        for (id, result) in completions.take() {
+            let answer = result
+                .map { receipts in receipts.map { MeshWire.PublishReceipt(partition: UInt32($0.partition), offset: UInt64($0.offset)) } }
+                .mapError { WireError(broker: $0) }
+            run(machine.publishCompleted(requestID: id, result: answer))
+        }
+        flush()
+    }
+
+    // MARK: Actions
+
+    private func run(_ actions: [ServerConnectionStateMachine.Action]) {
+        for (index, action) in actions.enumerated() {
+            switch action {
+            case .send(let frame):
+                if case .goodbye = frame, pendingCommits > 0,
+                   actions[index...].contains(where: { if case .close = $0 { true } else { false } }) {
+                    heldActions = Array(actions[index...])
+                    return
+                }
+                frame.encode(into: &out)
+            case .authenticate(let hello):
+                authenticate(hello)
+            case .publish(let requestID, let events):
+                let completions = self.completions
+                broker.publish(events, ingress: configuration.ingress) { result in completions.post(requestID, result) }
+            case .subscribe(let request):
+                subscribe(request)
+            case .grantCredit(let id, _):
+                pull(id)
+            case .commit(let id, let group, let topic, let partition, let offset):
+                commit(id, group: group, topic: topic, partition: partition, offset: offset)
+            case .unsubscribe(let id):
+                endSubscription(id)
+            case .close:
+                close()
+            }
+        }
+    }
+
+    private func flush() {
+        guard let context, out.readableBytes > 0, context.channel.isActive else { return }
+        let buffer = out
+        out = context.channel.allocator.buffer(capacity: 4096)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func close() {
+        guard let context, !closing else { return }
+        closing = true
+        let channel = context.channel
+        let buffer = out
+        out.clear()
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func authenticate(_ hello: Hello) {
+        guard let bound, let check = configuration.authenticate, let token = hello.token else {
+            run(machine.authenticationFailed("no credentials are accepted by this server"))
+            return
+        }
+        Task {
+            let ok = await check(token)
+            bound.eventLoop.execute {
+                let handler = bound.value
+                handler.run(ok ? handler.machine.authenticationSucceeded() : handler.machine.authenticationFailed("the token was refused"))
+                handler.flush()
+            }
+        }
+    }
+
+    // MARK: Subscriptions
+
+    private func subscribe(_ request: Subscribe) {
+        guard let bound else { return }
+        let broker = self.broker
+        let start: MeshBroker.StartPosition = switch request.start {
+        case .earliest: .earliest
+        case .latest: .latest
+        case .offset(let offset): .offset(Int64(clamping: offset))
+        case .time(let micros): .time(micros)
+        }
+        // Off the event loop: positioning by time may read the disk.
+        Task {
+            let sub = broker.subscribe(pattern: request.pattern, group: request.group, start: start)
+            bound.eventLoop.execute { bound.value.subscribeOpened(request, sub) }
+        }
+    }
+
+    private func subscribeOpened(_ request: Subscribe, _ sub: MeshBroker.Subscription) {
+        guard !closing, context?.channel.isActive == true else {
+            sub.close()
+            return
+        }
+        let id = request.subscriptionID
+        subscriptions[id] = OpenSubscription(id: id, broker: sub, group: request.group, ackMode: request.ackMode)
+        run(machine.subscribeCompleted(subscriptionID: id, result: .success(())))
+        guard subscriptions[id]?.broker === sub else { return flush() }
+        if request.group != nil, let bound {
+            sub.onAssignment { partitions, generation in
+                bound.eventLoop.execute { bound.value.assignmentChanged(id, sub, partitions, generation) }
+            }
+        }
+        flush()
+        pull(id)
+    }
+
+    private func assignmentChanged(_ id: UInt32, _ sub: MeshBroker.Subscription, _ partitions: [MeshBroker.TopicPartition], _ generation: Int) {
+        guard let open = subscriptions[id], open.broker === sub, !open.stopped, generation > open.lastGeneration else { return }
+        open.lastGeneration = generation
+        let owned = partitions.compactMap { tp in
+            (try? Topic(tp.topic)).map { MeshWire.TopicPartition(topic: $0, partition: UInt32(tp.partition)) }
+        }
+        run(machine.assignmentChanged(Assignment(subscriptionID: id, generation: UInt32(truncatingIfNeeded: generation), partitions: owned)))
+        flush()
+    }
+
+    /// Starts one read from the broker when the subscription has credit, nothing is being read
+    /// already and the client is keeping up with what was written.
+    private func pull(_ id: UInt32) {
+        guard let open = subscriptions[id], !open.pulling, !open.stopped, let context, context.channel.isWritable,
+              machine.canDeliver(id), let bound
+        else { return }
+        open.pulling = true
+        let max = Int(min(machine.credit(for: id), UInt32(Self.maxPullEvents)))
+        let sub = open.broker, maxBytes = Self.maxPullBytes
+        Task {
+            let batch = await sub.next(max: max, maxBytes: maxBytes)
+            bound.eventLoop.execute { bound.value.delivered(id, sub, batch) }
+        }
+    }
+
+    private func delivered(_ id: UInt32, _ sub: MeshBroker.Subscription, _ batch: [Delivery]) {
+        guard let open = subscriptions[id], open.broker === sub else { return }  // ended meanwhile
+        open.pulling = false
+        guard !batch.isEmpty, !open.stopped else { return }
+        let autoCommit = open.group != nil && open.ackMode == .autoCommit
+        for delivery in batch {
+            // Credit only ever grows outside this function, and the batch was sized to it.
+            guard machine.consumeCredit(id) else { break }
+            Frame.encodeEvent(subscriptionID: id, partition: UInt32(delivery.partition), offset: UInt64(delivery.offset),
+                              encodedEvent: delivery.payload, into: &out)
+            eventsWritten += 1
+            if autoCommit { open.written[delivery.topicPartition] = delivery.offset + 1 }
+        }
+        flush()
+        if autoCommit { commitWritten(open) }
+        pull(id)
+    }
+
+    /// Auto-commit: one commit in flight per subscription; what was written meanwhile goes next.
+    private func commitWritten(_ open: OpenSubscription) {
+        guard !open.committing, !open.written.isEmpty, let group = open.group, let bound else { return }
+        let offsets = open.written.map { GroupOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+        open.written.removeAll()
+        open.committing = true
+        pendingCommits += 1
+        let broker = self.broker, id = open.id, sub = open.broker
+        Task {
+            let failure: BrokerError?
+            do throws(BrokerError) {
+                try await broker.commit(group: group, offsets)
+                failure = nil
+            } catch {
+                failure = error
+            }
+            bound.eventLoop.execute {
+                let handler = bound.value
+                if let open = handler.subscriptions[id], open.broker === sub {
+                    open.committing = false
+                    handler.commitWritten(open)
+                }
+                handler.commitFinished(id, failure, inReplyTo: .subscribe)
+            }
+        }
+    }
+
+    private func commit(_ id: UInt32, group: String, topic: Topic, partition: UInt32, offset: UInt64) {
+        let tp = MeshBroker.TopicPartition(topic: topic.name, partition: Int(partition))
+        // A partition this member no longer owns was rebalanced away: its new owner commits it.
+        if let open = subscriptions[id], !open.broker.assignment.contains(tp) { return }
+        guard let bound else { return }
+        pendingCommits += 1
+        let broker = self.broker
+        let next = GroupOffset(topic: tp.topic, partition: tp.partition, offset: Int64(clamping: offset) &+ 1)
+        Task {
+            let failure: BrokerError?
+            do throws(BrokerError) {
+                try await broker.commit(group: group, [next])
+                failure = nil
+            } catch {
+                failure = error
+            }
+            bound.eventLoop.execute { bound.value.commitFinished(id, failure, inReplyTo: .ack) }
+        }
+    }
+
+    private func commitFinished(_ id: UInt32, _ failure: BrokerError?, inReplyTo: FrameType) {
+        pendingCommits -= 1
+        if let failure, !machine.isClosed, !closing {
+            logger.warning("commit on subscription \(id) failed: \(failure.message)")
+            var error = WireError(broker: failure)
+            error.streamID = id
+            error.inReplyTo = inReplyTo
+            error.isFatal = false
+            Frame.error(error).encode(into: &out)
+        }
+        if pendingCommits == 0, !heldActions.isEmpty {
+            let held = heldActions
+            heldActions.removeAll()
+            run(held)
+        }
+        flush()
+    }
+
+    private func endSubscription(_ id: UInt32) {
+        guard let open = subscriptions[id] else { return }
+        if machine.isClosed || machine.isReady {
+            subscriptions[id] = nil
+            open.broker.close()
+        } else {
+            // Draining after a GOODBYE: no more events, but the member keeps its partitions so
+            // that the client's last ACKs still commit.
+            open.stopped = true
+        }
+    }
+}
+
+/// Publish outcomes arrive on the log's threads; they are queued here and handed to the event
+/// loop in one hop per burst rather than one per request.
+final class CompletionMailbox: @unchecked Sendable {
+    typealias Completion = (UInt32, Result<[MeshBroker.PublishReceipt], BrokerError>)
+    private let items = Mutex<[Completion]>([])
+    // Set once in handlerAdded, before any publish can complete; read-only afterwards.
+    var drain: (@Sendable () -> Void)?
+    var eventLoop: (any EventLoop)?
+
+    func post(_ requestID: UInt32, _ result: Result<[MeshBroker.PublishReceipt], BrokerError>) {
+        let first = items.withLock { items -> Bool in
+            items.append((requestID, result))
+            return items.count == 1
+        }
+        if first, let drain, let eventLoop { eventLoop.execute(drain) }
+    }
+
+    func take() -> [Completion] {
+        items.withLock { items in
+            defer { items.removeAll(keepingCapacity: true) }
+            return items
+        }
+    }
+}

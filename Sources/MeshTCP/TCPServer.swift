@@ -1,0 +1,154 @@
+import Logging
+import MeshBroker
+import MeshWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The TCP listener: accepts connections speaking the protocol of docs/protocol.md and serves each
+/// with a `TCPConnectionHandler` over the shared `Broker`.
+///
+/// Lifecycle: `start(host:port:)` binds and returns the bound port (port 0 picks a free one);
+/// `shutdown()` stops accepting, tells every connection GOODBYE, lets in-flight publishes be
+/// answered and clients commit, and closes what is still open after the grace period.
+public final class TCPServer: Sendable {
+    public struct Configuration: Sendable {
+        /// The protocol limits (frame size, heartbeats, in-flight publishes, ...). An empty node
+        /// name is replaced by the broker's.
+        public var connection: ServerConnectionStateMachine.Configuration
+        /// Checks a HELLO token when `connection.requiresAuthentication` is set; nil refuses all.
+        public var authenticate: (@Sendable (_ token: String) async -> Bool)?
+        /// How long `shutdown()` waits for clients to finish before closing their connections.
+        public var shutdownGracePeriod: Duration
+        /// A connection whose unsent output passes this many bytes stops pulling events and stops
+        /// reading requests until the client catches up.
+        public var writeBufferHighWaterMark: Int
+        /// The ingress name in the default source of published events (`meshgate://<node>/tcp`).
+        public var ingress: String
+
+        public init(
+            connection: ServerConnectionStateMachine.Configuration = .init(nodeName: ""),
+            authenticate: (@Sendable (String) async -> Bool)? = nil,
+            shutdownGracePeriod: Duration = .seconds(5),
+            writeBufferHighWaterMark: Int = 1 << 20,
+            ingress: String = "tcp"
+        ) {
+            self.connection = connection
+            self.authenticate = authenticate
+            self.shutdownGracePeriod = shutdownGracePeriod
+            self.writeBufferHighWaterMark = writeBufferHighWaterMark
+            self.ingress = ingress
+        }
+    }
+
+    public let broker: Broker
+    public let configuration: Configuration
+    let logger: Logger
+    let group: any EventLoopGroup
+    let connections = ConnectionRegistry()
+    private let state = Mutex<(channel: (any Channel)?, port: Int?)>((nil, nil))
+
+    public init(broker: Broker, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "meshgate.tcp"),
+                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        var configuration = configuration
+        if configuration.connection.nodeName.isEmpty { configuration.connection.nodeName = broker.options.node }
+        self.broker = broker
+        self.configuration = configuration
+        self.logger = logger
+        self.group = eventLoopGroup
+    }
+
+    /// The bound port while listening.
+    public var port: Int? { state.withLock { $0.port } }
+
+    /// Binds and starts accepting. Returns the bound port.
+    @discardableResult
+    public func start(host: String = "127.0.0.1", port: Int = 7070) async throws -> Int {
+        let broker = self.broker, configuration = self.configuration, logger = self.logger, connections = self.connections
+        let highWater = max(configuration.writeBufferHighWaterMark, 2)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: highWater / 2, high: highWater))
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = TCPConnectionHandler(broker: broker, configuration: configuration, logger: logger, registry: connections)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrameDecoder(maxFrameLength: configuration.connection.maxFrameLength)))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        let bound = channel.localAddress?.port ?? port
+        state.withLock { $0 = (channel, bound) }
+        logger.info("TCP listener up", metadata: ["address": "\(host):\(bound)"])
+        return bound
+    }
+
+    /// Stops accepting, says GOODBYE on every connection, waits up to the grace period for them to
+    /// finish, then closes the rest.
+    public func shutdown() async {
+        let channel = state.withLock { s -> (any Channel)? in
+            defer { s.channel = nil }
+            return s.channel
+        }
+        try? await channel?.close()
+        let open = connections.all()
+        for connection in open { connection.shutdown() }
+        let closed = open.map { $0.channel.closeFuture }
+        if !closed.isEmpty {
+            await EventLoopFuture.andAllComplete(closed, on: group.any()).wait(atMost: configuration.shutdownGracePeriod)
+        }
+        for connection in connections.all() { connection.channel.close(promise: nil) }
+        for future in closed { try? await future.get() }
+        state.withLock { $0.port = nil }
+    }
+
+    /// Open connections right now.
+    public var connectionCount: Int { connections.count }
+}
+
+/// The open connections, for shutdown and status.
+final class ConnectionRegistry: Sendable {
+    struct Entry: Sendable {
+        let channel: any Channel
+        let handler: NIOLoopBound<TCPConnectionHandler>
+
+        func shutdown() {
+            let handler = self.handler
+            channel.eventLoop.execute { handler.value.shutdown() }
+        }
+    }
+
+    private let entries = Mutex<[ObjectIdentifier: Entry]>([:])
+
+    func add(_ channel: any Channel, _ handler: NIOLoopBound<TCPConnectionHandler>) {
+        entries.withLock { $0[ObjectIdentifier(channel)] = Entry(channel: channel, handler: handler) }
+    }
+
+    func remove(_ channel: any Channel) {
+        _ = entries.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    func all() -> [Entry] { entries.withLock { Array($0.values) } }
+    var count: Int { entries.withLock { $0.count } }
+}
+
+extension EventLoopFuture {
+    /// Waits until the future completes or `timeout` passes, whichever comes first.
+    func wait(atMost timeout: Duration) async {
+        let done = eventLoop.makePromise(of: Void.self)
+        let (seconds, attoseconds) = timeout.components
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+            done.succeed(())
+        }
+        whenComplete { _ in
+            timer.cancel()
+            done.succeed(())
+        }
+        try? await done.futureResult.get()
+    }
+}
