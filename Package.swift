@@ -57,17 +57,19 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
 
+        // Helpers shared by the test targets: child processes that never block the test runner's threads.
+        .target(name: "MeshTestSupport", path: "Tests/Support"),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
-        .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
-        .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: [
             "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "MeshTCPTests", dependencies: ["MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
-            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", nioCore, nioPosix, nioHTTP1, logging, lifecycle,
+            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", nioCore, nioPosix, nioHTTP1, logging, lifecycle,
         ]),
     ],
     swiftLanguageModes: [.v6]

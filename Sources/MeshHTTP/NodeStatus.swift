@@ -52,6 +52,7 @@ public final class NodeStatus: Sendable {
         state.withLock { s in
             s.listeners.removeAll { $0.name == info.name }
             s.listeners.append(info)
+            s.listeners.sort { $0.name < $1.name }
         }
     }
 

@@ -32,12 +32,12 @@ connectors:
         try await publish(log, "in/a", id: "e1")
         #expect(try await eventually { hook.received.count == 1 })
         let times = hook.state.withLock { $0.attempts.map(\.at) }
-        #expect(times.count == 4)
-        // Waits double: 20, 40, 80 ms (no jitter), each at least its ceiling.
+        try #require(times.count == 4)
+        // Waits double: 20, 40, 80 ms (no jitter), each at least its ceiling. (Upper bounds are
+        // checked on the policy itself below; a loaded machine may sleep longer, never shorter.)
         for (i, expected) in [20, 40, 80].enumerated() {
             let gap = times[i + 1] - times[i]
             #expect(gap >= .milliseconds(expected), "gap \(i) was \(gap)")
-            #expect(gap < .milliseconds(expected + 400), "gap \(i) was \(gap)")
         }
         let status = engine.status[0]
         #expect(status.counters.delivered == 1 && status.counters.failedAttempts == 3 && status.counters.lastStatus == 503)
@@ -155,9 +155,9 @@ connectors:
         #expect(Date().timeIntervalSince(started) < 10)
         #expect(Set(try events(log, "copy/a").map(\.id)).count == 500)
         #expect(stuck.received.isEmpty && stuck.attemptCount > 0)
-        let byIndex = Dictionary(uniqueKeysWithValues: engine.status.map { ($0.index, $0) })
-        #expect(byIndex[1]!.counters.delivered == 500)
-        #expect(byIndex[0]!.lag > 0)
+        // The counter moves just after the append it counts becomes visible.
+        #expect(await eventually { engine.status.first { $0.index == 1 }?.counters.delivered == 500 })
+        #expect((engine.status.first { $0.index == 0 }?.lag ?? 0) > 0)
         await engine.stop()
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import MeshConfig
 import MeshRouting
+import MeshTestSupport
 import Testing
 
 /// The repository root, found from this file's path.
@@ -8,35 +9,21 @@ let repositoryRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathCom
 
 struct ShippedFilesTests {
     /// Every file in routes/ and examples/ validates against schema/routes.schema.json.
-    @Test func routeFilesValidateAgainstTheJSONSchema() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", repositoryRoot + "/scripts/validate-route-schema.py",
-                       repositoryRoot + "/routes", repositoryRoot + "/examples"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(text)")
+    @Test func routeFilesValidateAgainstTheJSONSchema() async throws {
+        let (status, text) = try await ChildProcess.run("python3", [repositoryRoot + "/scripts/validate-route-schema.py",
+                                                                   repositoryRoot + "/routes", repositoryRoot + "/examples"])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("0 invalid"), "\(text)")
     }
 
     /// The schema really rejects things (so the test above cannot pass vacuously).
-    @Test func theSchemaRejectsABadFile() throws {
+    @Test func theSchemaRejectsABadFile() async throws {
         let dir = NSTemporaryDirectory() + "meshgate-schema-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "version: 1\nroutes:\n  - {name: a, form: x, to: [{topic: b}]}\n".write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", repositoryRoot + "/scripts/validate-route-schema.py", dir]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1)
+        let (status, text) = try await ChildProcess.run("python3", [repositoryRoot + "/scripts/validate-route-schema.py", dir])
+        #expect(status == 1, "\(text)")
     }
 
     @Test func shippedRoutesLoadAndTheirTestsPass() throws {

@@ -2,6 +2,7 @@ import Foundation
 import MeshGateway
 import MeshHTTP
 import MeshLog
+import MeshTestSupport
 import Testing
 
 @Suite struct GatewayConfigTests {
@@ -51,34 +52,19 @@ import Testing
 
 /// The real `meshgate serve` binary as a child process.
 @Suite(.serialized) struct ServeProcessTests {
-    static var binary: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("meshgate").path
-    }
-
-    final class Child: @unchecked Sendable {
-        let process = Process()
-        private let lock = NSLock()
-        private var stderr = ""
+    /// `meshgate` with `arguments`, standard error collected; MESHGATE_* variables of the test
+    /// environment are dropped so only `environment` sets any.
+    final class Child: Sendable {
+        let child: ChildProcess
 
         init(_ arguments: [String], environment: [String: String] = [:]) throws {
-            try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "meshgate is not built at \(ServeProcessTests.binary)")
-            process.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
-            process.arguments = arguments
+            try #require(FileManager.default.isExecutableFile(atPath: meshgateBinary), "meshgate is not built at \(meshgateBinary)")
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MESHGATE_") }
             env.merge(environment) { $1 }
-            process.environment = env
-            let pipe = Pipe()
-            process.standardError = pipe
-            process.standardOutput = FileHandle.nullDevice
-            pipe.fileHandleForReading.readabilityHandler = { [self] h in
-                let text = String(decoding: h.availableData, as: UTF8.self)
-                lock.withLock { stderr += text }
-            }
-            try process.run()
+            child = try ChildProcess(meshgateBinary, arguments, environment: env, mergeStandardError: true)
         }
 
-        var output: String { lock.withLock { stderr } }
+        var output: String { child.text }
 
         /// The port from the `listening http=HOST:PORT` line.
         func httpPort() async throws -> Int {
@@ -87,27 +73,26 @@ import Testing
                 if let r = output.range(of: #"listening http=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
                     return Int(output[r].split(separator: ":").last!)!
                 }
-                if !process.isRunning { break }
+                if !child.isRunning { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             throw AdminClient.Failure(description: "no listening line; output:\n\(output)")
         }
 
         func terminate() async -> Int32 {
-            process.terminate()  // SIGTERM
-            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
-            return process.terminationStatus
+            child.signal(SIGTERM)
+            return await exit()
         }
 
         func exit() async -> Int32 {
-            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
-            return process.terminationStatus
+            _ = try? await child.wait()
+            return child.exitCode ?? -1
         }
     }
 
     @Test func sigtermFlushesAndARestartServesTheData() async throws {
         let dir = ScratchDirectory()
-        let first = try Child(["serve", "--http", "127.0.0.1:0", "--data", dir.path, "--node", "proc"])
+        let first = try Child(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--data", dir.path, "--routes", dir.path + "/routes", "--node", "proc"])
         let port = try await first.httpPort()
         let client = AdminClient(host: "127.0.0.1", port: port)
         var ids: [String] = []
@@ -118,11 +103,11 @@ import Testing
         }
         let status = try json(try await client.request(.GET, "/v1/status"))
         #expect(status["node"] as? String == "proc")
-        #expect((status["listeners"] as? [[String: Any]])?.first?["port"] as? Int == port)
+        #expect((status["listeners"] as? [[String: Any]])?.first { $0["name"] as? String == "http" }?["port"] as? Int == port)
         #expect(await first.terminate() == 0, "\(first.output)")
         #expect(first.output.contains("flushing and closing the log"))
 
-        let second = try Child(["serve", "--http", "127.0.0.1:0"], environment: ["MESHGATE_DATA": dir.path])
+        let second = try Child(["serve", "--http", "127.0.0.1:0"], environment: ["MESHGATE_DATA": dir.path, "MESHGATE_TCP": "127.0.0.1:0", "MESHGATE_ROUTES": dir.path + "/routes"])
         let port2 = try await second.httpPort()
         let r = try await AdminClient(host: "127.0.0.1", port: port2).request(.GET, "/v1/fetch/proc/t?max=100")
         let events = try #require(try json(r)["events"] as? [[String: Any]])
@@ -154,13 +139,13 @@ import Testing
         #expect(await topics.exit() == 0)
         let status = try Child(["status", "--server", "http://127.0.0.1:\(gw.port)"])
         #expect(await status.exit() == 0)
-        // Tables go to stdout, which Child discards; run again capturing it.
-        let out = try await Task.detached { try InteropTests.run(ServeProcessTests.binary, ["topics", "--server", "http://127.0.0.1:\(gw.port)"]) }.value
+        // Run again capturing standard output alone.
+        let out = try await ChildProcess.run(meshgateBinary, ["topics", "--server", "http://127.0.0.1:\(gw.port)"])
         #expect(out.output.contains("TOPIC"))
         #expect(out.output.contains("cli/a") && out.output.contains("0..2"), "\(out.output)")
-        let st = try await Task.detached { try InteropTests.run(ServeProcessTests.binary, ["status", "--server", "http://127.0.0.1:\(gw.port)"]) }.value
+        let st = try await ChildProcess.run(meshgateBinary, ["status", "--server", "http://127.0.0.1:\(gw.port)"])
         #expect(st.output.contains("listener http") && st.output.contains("127.0.0.1:\(gw.port)"), "\(st.output)")
-        let down = try await Task.detached { try InteropTests.run(ServeProcessTests.binary, ["status", "--server", "http://127.0.0.1:1"]) }.value
+        let down = try await ChildProcess.run(meshgateBinary, ["status", "--server", "http://127.0.0.1:1"])
         #expect(down.status == 1)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MeshHTTP
+import MeshTestSupport
 import Testing
 
 /// Clients no one here wrote: the official CloudEvents Python SDK and curl.
@@ -8,23 +9,8 @@ import Testing
     static let repo = here.deletingLastPathComponent().deletingLastPathComponent()
 
     /// Runs a program to completion; returns its exit status and combined output.
-    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [executable] + arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        let input = Pipe()
-        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try p.run()
-        if let stdin {
-            input.fileHandleForWriting.write(stdin)
-            try input.fileHandleForWriting.close()
-        }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil) async throws -> (status: Int32, output: String) {
+        try await ChildProcess.run(executable, arguments, stdin: stdin.map { [UInt8]($0) })
     }
 
     @Test func cloudEventsPythonSDKRoundTrips() async throws {
@@ -32,7 +18,7 @@ import Testing
         defer { Task { try await gw.stop() } }
         let script = Self.here.appendingPathComponent("interop/cloudevents_sdk.py").path
         let port = gw.port
-        let result = try await Task.detached { try Self.run("python3", [script, String(port), "interop/sdk"]) }.value
+        let result = try await Self.run("python3", [script, String(port), "interop/sdk"])
         #expect(result.status == 0, "the CloudEvents SDK check failed (scripts/setup.sh installs the SDK):\n\(result.output)")
         #expect(result.output.contains("ok 5"), "\(result.output)")
         // And from this side: the SDK's binary-mode extension and key arrived as attributes.
@@ -56,7 +42,7 @@ import Testing
               "--data-binary", #"{"specversion":"1.0","id":"curl-2","source":"/curl","type":"curl.structured","data":{"x":[1,2,3]}}"#, url], nil),
         ]
         for run in runs {
-            let r = try await Task.detached { try Self.run("curl", run.args, stdin: run.stdin) }.value
+            let r = try await Self.run("curl", run.args, stdin: run.stdin)
             #expect(r.status == 0, "\(r.output)")
             #expect(r.output.contains(#""topic":"interop/curl""#), "\(r.output)")
         }
@@ -70,7 +56,7 @@ import Testing
         #expect(raw.text.contains(#""data":{"x":[1,2,3]}"#))
         // curl reads an SSE stream too.
         let sse = try await Task.detached {
-            try Self.run("curl", ["-sS", "-N", "--max-time", "2", "http://127.0.0.1:\(port)/v1/stream/interop/curl?from=earliest"])
+            try await Self.run("curl", ["-sS", "-N", "--max-time", "2", "http://127.0.0.1:\(port)/v1/stream/interop/curl?from=earliest"])
         }.value
         #expect(sse.output.components(separatedBy: "\ndata: ").count == 4, "\(sse.output)")
     }
@@ -86,7 +72,7 @@ import Testing
             validate(yaml.safe_load(open(sys.argv[1])))
             print("valid")
             """
-        let r = try await Task.detached { try Self.run("python3", ["-c", check, file]) }.value
+        let r = try await Self.run("python3", ["-c", check, file])
         #expect(r.status == 0 && r.output.contains("valid"), "openapi-spec-validator (scripts/setup.sh installs it) says:\n\(r.output)")
         let gw = try await TestGateway()
         defer { Task { try await gw.stop() } }

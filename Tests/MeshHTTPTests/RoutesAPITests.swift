@@ -54,10 +54,13 @@ import Testing
         #expect(after["generation"] as? Int == 1)
         #expect((after["last_error"] as? String)?.contains("bogus_key") == true)
 
+        // (The directory watcher may also pick the fix up: the generation only has to move on.)
         try Self.write(routes, Self.good)
         let accepted = try await g.post("/v1/routes/reload", "")
         #expect(accepted.status == 200)
-        #expect(try json(accepted)["generation"] as? Int == 2)
+        let generation = try #require(try json(accepted)["generation"] as? Int)
+        #expect(generation >= 2)
+        #expect(try json(try await g.get("/v1/routes"))["generation"] as? Int == generation)
         try await g.stop()
     }
 

@@ -48,6 +48,7 @@ final class TestGateway: Sendable {
         var config = GatewayConfig()
         config.node = "test"
         config.http = HostPort(host: "127.0.0.1", port: 0)
+        config.tcp = HostPort(host: "127.0.0.1", port: 0)
         config.dataDirectory = dir.path
         // Routing stays off unless a test creates this directory (before starting) or points elsewhere.
         config.routesDirectory = dir.path + "/routes"

@@ -1,4 +1,5 @@
 import Foundation
+import MeshTestSupport
 import Testing
 @testable import MeshLog
 
@@ -16,35 +17,19 @@ import Testing
         let length: Int
     }
 
-    static var meshgateBinary: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("meshgate").path
-    }
-
     /// Runs the writer until `killAfter` has passed since its first acknowledgement, then SIGKILLs it.
-    func crashRun(dir: String, topic: String, fsync: String, killAfter: Double) throws -> [Ack] {
-        let binary = Self.meshgateBinary
-        try #require(FileManager.default.isExecutableFile(atPath: binary), "the meshgate binary is not built at \(binary)")
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: binary)
-        child.arguments = ["append-load", "--data", dir, "--topic", topic, "--partitions", "2", "--fsync", fsync,
-                           "--producers", "4", "--inflight", "8", "--max-payload", "700", "--segment-bytes", "65536", "--acks"]
-        let out = Pipe()
-        child.standardOutput = out
-        child.standardError = FileHandle.nullDevice
-        let collected = LockedData()
-        out.fileHandleForReading.readabilityHandler = { h in collected.append(h.availableData) }
-        try child.run()
-        let started = Date()
-        while !collected.contains("ack ") && Date().timeIntervalSince(started) < 20 { Thread.sleep(forTimeInterval: 0.005) }
-        Thread.sleep(forTimeInterval: killAfter)
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
-        out.fileHandleForReading.readabilityHandler = nil
-        collected.append(out.fileHandleForReading.readDataToEndOfFile())
-        #expect(child.terminationReason == .uncaughtSignal)
+    func crashRun(dir: String, topic: String, fsync: String, killAfter: Double) async throws -> [Ack] {
+        try #require(FileManager.default.isExecutableFile(atPath: meshgateBinary), "the meshgate binary is not built at \(meshgateBinary)")
+        let child = try ChildProcess(meshgateBinary, [
+            "append-load", "--data", dir, "--topic", topic, "--partitions", "2", "--fsync", fsync,
+            "--producers", "4", "--inflight", "8", "--max-payload", "700", "--segment-bytes", "65536", "--acks",
+        ])
+        await child.waitForOutput(containing: "ack ")
+        try await Task.sleep(for: .seconds(killAfter))
+        child.signal(SIGKILL)
+        let text = try await child.wait()
+        #expect(child.wasSignaled)
         // Only whole lines count: the last one may have been cut by the kill.
-        let text = collected.string
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         return lines.compactMap { line in
             let f = line.split(separator: " ")
@@ -54,14 +39,14 @@ import Testing
         }
     }
 
-    @Test func acknowledgedRecordsSurviveRepeatedKills() throws {
+    @Test func acknowledgedRecordsSurviveRepeatedKills() async throws {
         let dir = ScratchDirectory()
         var acked: [Ack] = []
         var generator = SystemRandomNumberGenerator()
         for cycle in 0..<24 {
             // Alternate a group-committed topic with a write-only one: a process kill loses neither.
             let (name, mode) = cycle % 2 == 0 ? ("crash/always", "always") : ("crash/none", "none")
-            let acks = try crashRun(dir: dir.path, topic: name, fsync: mode,
+            let acks = try await crashRun(dir: dir.path, topic: name, fsync: mode,
                                     killAfter: Double.random(in: 0.0...0.25, using: &generator))
             #expect(!acks.isEmpty, "cycle \(cycle) acknowledged nothing")
             acked += acks
@@ -109,12 +94,4 @@ import Testing
         #expect(acked.count > 24)
         print("crash test: \(acked.count) acknowledged records checked over 24 kills")
     }
-}
-
-final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
-    var string: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
-    func contains(_ s: String) -> Bool { string.contains(s) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeshTestSupport
 import Testing
 @testable import MeshLog
 
@@ -7,19 +8,9 @@ import Testing
 @Suite(.serialized) struct DiskFullTests {
     @Test func aFullDiskFailsAppendsWithoutDamagingAcknowledgedRecords() async throws {
         let dir = ScratchDirectory()
-        let mount = Process()
-        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
-        mount.arguments = ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir.path]
-        try mount.run()
-        mount.waitUntilExit()
-        try #require(mount.terminationStatus == 0, "mounting a tmpfs needs root (the test suite runs as root)")
-        defer {
-            let umount = Process()
-            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
-            umount.arguments = ["-l", dir.path]
-            try? umount.run()
-            umount.waitUntilExit()
-        }
+        let mounted = try await ChildProcess.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir.path])
+        try #require(mounted.status == 0, "mounting a tmpfs needs root (the test suite runs as root): \(mounted.output)")
+        defer { _ = umount2(dir.path, Int32(MNT_DETACH)) }
         // A filler file we can delete later to give the space back.
         let filler = dir.path + "/filler"
         FileManager.default.createFile(atPath: filler, contents: Data(count: 256 << 10))
