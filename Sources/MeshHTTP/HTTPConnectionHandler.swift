@@ -26,6 +26,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private let core: ServerCore
+    /// Where publish completions come back to this connection's loop, batched per burst.
+    private var inbox: LoopInbox?
     private var state = State.idle
     /// The CloudEvents mode of the publish in progress, found once from its head.
     private var publishMode = CloudEventsHTTP.Mode.plain
@@ -211,8 +213,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         core.inflight.add(1, ordering: .relaxed)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let core = self.core
+        let inbox = self.inbox ?? core.inbox(for: context.eventLoop)
+        self.inbox = inbox
         core.broker.publish(events, ingress: "http") { result in
-            bound.eventLoop.execute {
+            inbox.submit {
                 let (handler, context) = bound.value
                 switch result {
                 case .success(let receipts):

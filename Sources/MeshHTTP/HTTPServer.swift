@@ -104,6 +104,7 @@ final class ServerCore: Sendable {
     let inflight = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let inboxes = Mutex<[ObjectIdentifier: LoopInbox]>([:])
 
     init(broker: Broker, configuration: HTTPServerConfiguration, status: NodeStatus, logger: Logger) {
         self.broker = broker
@@ -111,6 +112,16 @@ final class ServerCore: Sendable {
         self.status = status
         self.logger = logger
         openAPIBytes = Array(configuration.openAPIDocument.utf8)
+    }
+
+    /// The inbox of an event loop, made on first use (there is one per loop of the group).
+    func inbox(for loop: any EventLoop) -> LoopInbox {
+        inboxes.withLock { boxes in
+            if let box = boxes[ObjectIdentifier(loop)] { return box }
+            let box = LoopInbox(loop: loop)
+            boxes[ObjectIdentifier(loop)] = box
+            return box
+        }
     }
 
     func track(_ channel: any Channel) {
