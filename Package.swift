@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "MeshTCPTests", dependencies: ["MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
             "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", nioCore, nioPosix, nioHTTP1, logging, lifecycle,
-        ]),
+        ], exclude: ["interop"]),
     ],
     swiftLanguageModes: [.v6]
 )
