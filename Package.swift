@@ -34,9 +34,16 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // libmosquitto (Debian libmosquitto-dev); only MeshMQTT imports it.
+        .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto"),
+        // The MQTT connector: ingress subscriptions into the log, egress destinations, status.
+        .target(name: "MeshMQTT", dependencies: [
+            "CMosquitto", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig",
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshMQTT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -59,6 +66,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshMQTTTests", dependencies: ["MeshMQTT", "MeshBroker", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
     ],
     swiftLanguageModes: [.v6]
