@@ -20,6 +20,9 @@ struct MQTTRun: AsyncParsableCommand {
     @Option var node = "meshgate"
     @Option(help: "Durability of topics created by ingress: always, interval or none.") var fsync = "always"
     @Option(help: "Log level on stderr.") var logLevel = "warning"
+    @Option(help: "Events to publish into the log while running (payload k<i mod 5>:<i>, partition key k<i mod 5>).") var produce = 0
+    @Option(help: "Topic for --produce.") var produceTopic = "out/a"
+    @Option(help: "Events per second for --produce.") var produceRate = 1000.0
 
     func run() async throws {
         bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .warning)
@@ -44,7 +47,8 @@ struct MQTTRun: AsyncParsableCommand {
             var last: [String: String] = [:]
             while !Task.isCancelled {
                 for s in mqtt.status {
-                    let line = "connector \(s.name) state=\(s.connection.state.rawValue) error=\(s.connection.lastError ?? "-")"
+                    let c = s.connection
+                    let line = "connector \(s.name) state=\(c.state.rawValue) stored=\(c.stored) published=\(c.published) attempts=\(c.failedAttempts) error=\(c.lastError ?? "-")"
                     if last[s.name] != line {
                         last[s.name] = line
                         say(line)
@@ -53,7 +57,24 @@ struct MQTTRun: AsyncParsableCommand {
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
+        let producer = Task {
+            let started = ContinuousClock.now
+            let topic = try Topic(produceTopic)
+            for i in 0..<produce {
+                let key = "k\(i % 5)"
+                let event = Event(topic: topic, id: "p-\(i)", source: "mqtt-run", type: "load", partitionKey: key, data: Array("\(key):\(i)".utf8))
+                while true {
+                    do { _ = try await broker.publish([event], ingress: "mqtt-run"); break } catch {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                let due = started + .seconds(Double(i + 1) / produceRate)
+                if due > .now { try await Task.sleep(until: due) }
+            }
+            if produce > 0 { say("produced \(produce)") }
+        }
         await waitForTermination()
+        producer.cancel()
         reporter.cancel()
         logger.info("stopping")
         await mqtt.stop()
