@@ -7,7 +7,7 @@
             once every message is acknowledged. Prints "acked N".
   subscribe --port P --topic FILTER --count N [--client-id ID] [--timeout S]
             Persistent QoS 1 subscription; prints each payload on its own line; exits after N
-            messages or S seconds without a new one.
+            distinct payloads or S seconds without a new message.
 """
 import argparse, sys, threading, time
 import paho.mqtt.client as mqtt
@@ -31,7 +31,9 @@ c.max_queued_messages_set(0)
 
 if a.mode == "publish":
     connected = threading.Event()
+    acked = set()  # message ids PUBACKed; is_published() raises for messages queued while disconnected
     c.on_connect = lambda cl, u, f, rc: connected.set() if rc == 0 else None
+    c.on_publish = lambda cl, u, mid: acked.add(mid)
     c.connect("127.0.0.1", a.port, keepalive=10)
     c.loop_start()
     connected.wait(10)
@@ -44,16 +46,16 @@ if a.mode == "publish":
             if ahead > 0:
                 time.sleep(ahead)
     deadline = time.monotonic() + a.timeout
-    for info in infos:
-        while not info.is_published() and time.monotonic() < deadline:
-            time.sleep(0.01)
-    acked = sum(1 for i in infos if i.is_published())
-    print(f"acked {acked}", flush=True)
+    mids = [i.mid for i in infos]
+    while sum(1 for m in mids if m in acked) < a.count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = sum(1 for m in mids if m in acked)
+    print(f"acked {done}", flush=True)
     c.disconnect()
     c.loop_stop()
-    sys.exit(0 if acked == a.count else 1)
+    sys.exit(0 if done == a.count else 1)
 else:
-    got = [0]
+    seen = set()
     last = [time.monotonic()]
     def on_connect(cl, u, f, rc):
         if rc == 0:
@@ -61,7 +63,7 @@ else:
     def on_message(cl, u, m):
         sys.stdout.write(m.payload.decode("utf-8", "replace") + "\n")
         sys.stdout.flush()
-        got[0] += 1
+        seen.add(m.payload)
         last[0] = time.monotonic()
     def on_subscribe(cl, u, mid, granted):
         print("#subscribed", flush=True)
@@ -70,7 +72,7 @@ else:
     c.on_subscribe = on_subscribe
     c.connect("127.0.0.1", a.port, keepalive=10)
     c.loop_start()
-    while got[0] < a.count and time.monotonic() - last[0] < a.timeout:
+    while len(seen) < a.count and time.monotonic() - last[0] < a.timeout:
         time.sleep(0.05)
     c.disconnect()
     c.loop_stop()

@@ -71,7 +71,7 @@ final class Mosquitto: @unchecked Sendable {
     let port: Int
     let dir: String
     let config: String
-    private var process: Process?
+    private var process: pid_t?
 
     init(dir: String, port: Int = freePort(), listener: String? = nil, extra: String = "") throws {
         self.port = port
@@ -84,10 +84,8 @@ final class Mosquitto: @unchecked Sendable {
         persistence true
         persistence_location \(dir)/
         max_queued_messages 0
-        max_inflight_messages 0
         log_dest file \(dir)/mosquitto.log
-        log_type error
-        log_type warning
+        log_type all
         \(extra)
 
         """
@@ -95,32 +93,61 @@ final class Mosquitto: @unchecked Sendable {
     }
 
     func start() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
-        p.arguments = ["-c", config]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
+        let pid = try spawnWithDefaultSignals("/usr/sbin/mosquitto", ["-c", config])
+        process = pid
         let deadline = Date().addingTimeInterval(10)
         while !portOpen(port) {
-            if Date() > deadline || !p.isRunning { throw TestFailure("mosquitto did not start on port \(port); see \(dir)/mosquitto.log") }
+            if Date() > deadline || waitpid(pid, nil, WNOHANG) != 0 { throw TestFailure("mosquitto did not start on port \(port); see \(dir)/mosquitto.log") }
             Thread.sleep(forTimeInterval: 0.02)
         }
     }
 
-    /// A clean stop (SIGTERM): mosquitto saves its persistence database.
+    /// A clean stop (SIGTERM): mosquitto saves its persistence database and exits.
     func stop() {
-        guard let p = process else { return }
-        p.terminate()
+        guard let pid = process else { return }
+        kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(10)
-        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline {
+                Issue.record("mosquitto ignored SIGTERM for 10 s; killing it")
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
         process = nil
     }
 
     deinit { stop() }
+}
+
+/// Starts a program with an empty signal mask and default handlers. Foundation's `Process` passes
+/// on the spawning thread's mask, and test threads block SIGTERM: a broker started that way ignores
+/// `terminate()`, is SIGKILLed, and never saves its persistence database.
+func spawnWithDefaultSignals(_ path: String, _ args: [String]) throws -> pid_t {
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigmask(&attr, &none)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+    if rc != 0 { throw TestFailure("cannot start \(path): \(String(cString: strerror(rc)))") }
+    return pid
 }
 
 struct TestFailure: Error, CustomStringConvertible {
