@@ -11,7 +11,7 @@ import MeshRouting
 /// Runs the log, the broker, the route engine and the MQTT connectors on a data directory until
 /// SIGTERM/SIGINT, for process-level tests (kill -9 during ingress, broker outages) and the
 /// edge-devices example. Prints `ready`, then one line per connector status change:
-/// `connector <name> state=<state> error=<last error>`. Hidden: a testing tool.
+/// `connector <name> state=<state> stored=N published=N attempts=N error=<last error>`. Hidden: a testing tool.
 struct MQTTRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mqtt-run", abstract: "Route with MQTT connectors (testing tool).", shouldDisplay: false)
 
