@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test setup build release bench-log bench-log-quick bench-routes clean
+.PHONY: run test setup build release bench-log bench-log-quick bench-routes bench-mqtt clean
 
 setup:
 	@scripts/setup.sh
@@ -34,6 +34,10 @@ bench-log-quick: release
 ## Route matching and CESQL filter throughput (release build).
 bench-routes: release
 	.build/release/meshgate bench routes $(BENCH_FLAGS)
+
+## The MQTT connector against mosquitto_pub/mosquitto_sub on a local broker (release build).
+bench-mqtt: release
+	.build/release/meshgate bench mqtt $(BENCH_FLAGS)
 
 clean:
 	rm -rf .build .bench-log

@@ -44,14 +44,18 @@ let package = Package(
         .target(name: "MeshTCP", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshWire", nioCore, nioPosix, logging]),
         // The public Swift client of the TCP protocol (async/await).
         .target(name: "MeshClient", dependencies: ["MeshCore", "MeshWire", nioCore, nioPosix]),
+        // libmosquitto (Debian libmosquitto-dev); only MeshMQTT imports it.
+        .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto"),
+        // The MQTT connector: ingress subscriptions into the log, egress destinations, status.
+        .target(name: "MeshMQTT", dependencies: ["CMosquitto", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
         // The composition root: configuration; the log, broker, routing and listeners as services.
         .target(name: "MeshGateway", dependencies: [
-            "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig",
+            "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT",
             nioCore, nioPosix, logging, lifecycle, yams,
         ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient",
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT",
             nioCore, nioPosix, nioHTTP1, logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -63,6 +67,7 @@ let package = Package(
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshMQTTTests", dependencies: ["MeshMQTT", "MeshBroker", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: [
             "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),

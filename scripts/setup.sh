@@ -8,6 +8,8 @@ packages=(
   libcurl4-openssl-dev   # webhook connector (libcurl)
   mosquitto              # the real broker the MQTT tests start
   mosquitto-clients      # mosquitto_pub / mosquitto_sub in tests and examples
+  python3-paho-mqtt      # the MQTT tests' publisher (reconnects and resends across broker restarts)
+  openssl                # the MQTT TLS test generates its certificates
   python3                # interop tests (CloudEvents SDK, http.server receivers)
   python3-jsonschema     # route files are validated against schema/routes.schema.json in the tests
   python3-yaml

@@ -12,6 +12,7 @@ struct FileParser {
     static let retryKeys = ["attempts", "backoff", "max_backoff", "max_elapsed", "jitter", "retry_on", "respect_retry_after"]
     static let connectorKeys: [ConnectorSpec.Kind: [String]] = [
         .mqtt: ["type", "url", "client_id", "username", "password", "protocol", "qos", "retain", "clean_session", "keepalive",
+                "session_expiry", "max_inflight", "reconnect_backoff", "reconnect_max_backoff", "tls_insecure",
                 "ca_file", "cert_file", "key_file"],
         .webhook: ["type", "url", "secret", "mode", "timeout", "concurrency", "headers", "ca_file", "cert_file", "key_file"],
         .meshgate: ["type", "url", "token", "ca_file", "cert_file", "key_file"],
@@ -106,11 +107,15 @@ struct FileParser {
                 if !["3.1.1", "5"].contains(s) { reader.error(value, "protocol must be 3.1.1 or 5, not '\(s)'"); ok = false }
             case "mode":
                 if !["binary", "structured"].contains(s) { reader.error(value, "mode must be binary or structured, not '\(s)'"); ok = false }
-            case "timeout", "keepalive":
+            case "session_expiry" where s == "never":
+                break
+            case "timeout", "keepalive", "session_expiry", "reconnect_backoff", "reconnect_max_backoff":
                 if YAMLReader.parseDuration(s) == nil { reader.error(value, "\(key) must be a duration like 10s, not '\(s)'"); ok = false }
             case "concurrency":
                 if (Int(s) ?? 0) < 1 { reader.error(value, "concurrency must be a whole number of at least 1, not '\(s)'"); ok = false }
-            case "retain", "clean_session":
+            case "max_inflight":
+                if !(1...65535).contains(Int(s) ?? 0) { reader.error(value, "max_inflight must be a whole number from 1 to 65535, not '\(s)'"); ok = false }
+            case "retain", "clean_session", "tls_insecure":
                 if !["true", "false"].contains(s.lowercased()) { reader.error(value, "\(key) must be true or false, not '\(s)'"); ok = false }
             default: break
             }

@@ -26,6 +26,7 @@ public final class RouteManager: Sendable {
         var watcher: Task<Void, Never>?
         var reloads = 0
         var failedReloads = 0
+        var observers: [@Sendable (RouteTable) async -> Void] = []
     }
 
     public init(path: String, engine: RouteEngine, environment: [String: String] = ProcessInfo.processInfo.environment,
@@ -56,6 +57,8 @@ public final class RouteManager: Sendable {
                 for e in error.errors { logger.error("\(e.message)") }
                 return ReloadResult(ok: false, generation: generation, errors: error.errors, changes: nil)
             }
+            // Connector runtimes (ingress subscriptions) follow the table before its routes run.
+            for observer in state.withLock({ $0.observers }) { await observer(table) }
             let changes = await engine.apply(table)
             let generation = state.withLock { s -> Int in
                 s.generation += 1
@@ -73,6 +76,12 @@ public final class RouteManager: Sendable {
             ])
             return ReloadResult(ok: true, generation: generation, errors: [], changes: changes)
         }
+    }
+
+    /// Calls `observer` with every table that is about to be applied (not with rejected ones), in
+    /// reload order — how connector modules learn their ingress routes and connector changes.
+    public func onApply(_ observer: @escaping @Sendable (RouteTable) async -> Void) {
+        state.withLock { $0.observers.append(observer) }
     }
 
     /// Polls the route files' names, sizes and modification times every `interval` and reloads

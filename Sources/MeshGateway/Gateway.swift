@@ -42,7 +42,7 @@ public final class Gateway: Sendable {
         options.maxEventBytes = config.maxEventBytes
         let broker = Broker(log: log, options: options, logger: Logger(label: "meshgate.broker"))
         self.broker = broker
-        let routing = RoutingControl(config: config, log: log, connectors: ConnectorRegistry(), status: status, logger: logger)
+        let routing = RoutingControl(config: config, log: log, broker: broker, status: status, logger: logger)
         self.routing = routing
         listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: routing, group: eventLoopGroup)
             + extraListeners.map { $0(broker, status) }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshBroker
 import MeshConfig
 import MeshHTTP
 import MeshLog
@@ -39,15 +40,20 @@ public final class ConnectorRegistry: DestinationProvider {
 public final class RoutingControl: AdminSource {
     public let manager: RouteManager?
     public let registry: ConnectorRegistry
+    let runtimes: ConnectorRuntimes
     let status: NodeStatus
 
-    init(config: GatewayConfig, log: DurableLog, connectors: ConnectorRegistry, status: NodeStatus, logger: Logger) {
+    init(config: GatewayConfig, log: DurableLog, broker: Broker, status: NodeStatus, logger: Logger) {
+        let connectors = ConnectorRegistry()
         self.registry = connectors
+        runtimes = ConnectorRuntimes(broker: broker, registry: connectors)
         self.status = status
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: config.routesDirectory, isDirectory: &isDirectory), isDirectory.boolValue {
             let engine = RouteEngine(log: log, provider: connectors, logger: Logger(label: "meshgate.routing"))
-            manager = RouteManager(path: config.routesDirectory, engine: engine, logger: Logger(label: "meshgate.routes"))
+            let manager = RouteManager(path: config.routesDirectory, engine: engine, logger: Logger(label: "meshgate.routes"))
+            runtimes.follow(manager)
+            self.manager = manager
             status.setNotReady("routes", "not loaded yet")
         } else {
             logger.info("no routes directory at \(config.routesDirectory); routing is off")
@@ -152,7 +158,8 @@ struct RoutingService: Service {
             try? await gracefulShutdown()
             group.cancelAll()
         }
-        logger.info("stopping route deliveries")
+        logger.info("stopping route deliveries and connectors")
         await manager.stop()
+        await control.runtimes.stop()
     }
 }

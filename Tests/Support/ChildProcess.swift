@@ -54,10 +54,22 @@ public final class ChildProcess: Sendable {
         defer { argv.forEach { free($0) } }
         let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { env.forEach { free($0) } }
+        // The child starts with no blocked signals and default handlers: a thread of the test
+        // runner may block SIGTERM (signal sources do), and the mask would be inherited.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var child: pid_t = 0
         let rc = executable.contains("/")
-            ? posix_spawn(&child, executable, &actions, nil, argv, env)
-            : posix_spawnp(&child, executable, &actions, nil, argv, env)
+            ? posix_spawn(&child, executable, &actions, &attributes, argv, env)
+            : posix_spawnp(&child, executable, &actions, &attributes, argv, env)
         close(outPipe[1])
         close(inPipe[0])
         guard rc == 0 else {

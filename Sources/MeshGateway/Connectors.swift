@@ -1,0 +1,39 @@
+import Logging
+import MeshBroker
+import MeshConfig
+import MeshMQTT
+
+/// The connector runtimes the gateway runs: each registers its destinations and status with the
+/// registry, follows route-table changes, and stops before the log closes.
+struct ConnectorRuntimes: Sendable {
+    let mqtt: MQTTConnectors
+
+    init(broker: Broker, registry: ConnectorRegistry) {
+        mqtt = MQTTConnectors(broker: broker, logger: Logger(label: "meshgate.mqtt"))
+        registry.register(.mqtt, mqtt) { [mqtt] in mqtt.status.map(Self.describe) }
+    }
+
+    /// Connectors start, restart and stop with every validated table (ingress subscriptions).
+    func follow(_ manager: RouteManager) {
+        manager.onApply { [mqtt] table in await mqtt.apply(table) }
+    }
+
+    func stop() async {
+        await mqtt.stop()
+    }
+
+    static func describe(_ s: MQTTConnectorStatus) -> [String: any Sendable] {
+        let c = s.connection
+        var o: [String: any Sendable] = [
+            "name": s.name, "type": "mqtt", "url": s.url, "client_id": s.clientID, "protocol": s.protocolVersion,
+            "state": c.state.rawValue, "connects": c.connects, "failed_attempts": c.failedAttempts,
+            "subscriptions": c.subscriptions, "received": c.received, "stored": c.stored, "published": c.published,
+            "publish_failures": c.publishFailures, "ingress_routes": s.ingressRoutes, "filtered": s.filtered,
+            "unrouted": s.unrouted, "rejected": s.rejected, "problems": s.problems,
+        ]
+        if let e = c.lastError { o["last_error"] = e }
+        if let t = c.lastErrorAt { o["last_error_at"] = RoutingControl.rfc3339(t) }
+        if let t = c.connectedSince { o["connected_since"] = RoutingControl.rfc3339(t) }
+        return o
+    }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import Logging
+import MeshBroker
+import MeshConfig
+import MeshCore
+import MeshLog
+@testable import MeshMQTT
+import MeshRouting
+import Testing
+
+/// The log, broker, route engine and MQTT connectors in this process, on a scratch directory.
+final class Gateway: @unchecked Sendable {
+    // @unchecked: set up in init, then only read.
+    let log: DurableLog
+    let mqtt: MQTTConnectors
+    let manager: RouteManager
+
+    init(dir: Scratch, routes yaml: String) async throws {
+        try dir.write("routes/r.yaml", yaml)
+        var o = LogOptions()
+        o.retentionCheckMicros = nil
+        log = try DurableLog(directory: dir.path + "/data", options: o, logger: quietLogger)
+        let broker = Broker(log: log, logger: quietLogger)
+        mqtt = MQTTConnectors(broker: broker, logger: quietLogger)
+        manager = RouteManager(path: dir.path + "/routes", engine: RouteEngine(log: log, provider: mqtt, logger: quietLogger), logger: quietLogger)
+        let mqtt = self.mqtt
+        manager.onApply { await mqtt.apply($0) }
+        let result = await manager.reload()
+        try #require(result.ok, "\(result.errors.map(\.message))")
+    }
+
+    func status(_ name: String) -> MQTTConnectorStatus? { mqtt.status.first { $0.name == name } }
+
+    func waitConnected(_ name: String, seconds: Double = 10) async -> Bool {
+        await eventually(seconds) { status(name)?.connection.state == .connected && !(status(name)?.connection.subscriptions.isEmpty ?? true) || (status(name)?.connection.state == .connected && status(name)?.ingressRoutes.isEmpty == true) }
+    }
+
+    func stop() async {
+        await mqtt.stop()
+        await manager.stop()
+        log.close()
+    }
+}
+
+@Suite(.serialized) struct ConnectorTests {
+    /// MQTT 5 user properties, content type and correlation data become CloudEvents attributes on
+    /// ingress, and the same attributes become those properties on egress.
+    @Test func mqtt5PropertiesRoundTripThroughExtensions() async throws {
+        let dir = Scratch()
+        let broker = try Mosquitto(dir: dir.path + "/broker")
+        try broker.start()
+        let gw = try await Gateway(dir: dir, routes: """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(broker.port)", client_id: gw-props}
+            routes:
+              - name: in
+                from: {connector: edge, topic: "sensors/+/temp"}
+                to: [{topic: "in/{1}"}]
+              - name: back
+                from: "in/+"
+                to: [{connector: edge, topic: "back/{1}", set: {region: "{region}-echo"}}]
+            """)
+        #expect(await gw.waitConnected("edge"))
+        let sub = try Child("/usr/bin/mosquitto_sub", ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "back/#", "-F", "%j", "-C", "1", "-W", "20"])
+        try await Task.sleep(for: .milliseconds(300))
+        let (rc, out) = try run("/usr/bin/mosquitto_pub", ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "sensors/s1/temp", "-m", "{\"c\":21.5}",
+                                                          "-D", "publish", "user-property", "region", "eu",
+                                                          "-D", "publish", "user-property", "Device-Model", "TX-9",
+                                                          "-D", "publish", "user-property", "type", "sensor.reading",
+                                                          "-D", "publish", "user-property", "bad key!", "x",
+                                                          "-D", "publish", "content-type", "application/json",
+                                                          "-D", "publish", "correlation-data", "req-42",
+                                                          "-D", "publish", "response-topic", "replies/s1"])
+        #expect(rc == 0, "\(out)")
+        #expect(await eventually { ((try? events(gw.log, matching: "in/#")) ?? []).count == 1 })
+        let e = try #require(try events(gw.log, matching: "in/#").first)
+        #expect(e.topic.name == "in/s1")
+        #expect(String(decoding: e.data, as: UTF8.self) == "{\"c\":21.5}")
+        #expect(e.datacontenttype == "application/json")
+        #expect(e.type == "sensor.reading")
+        #expect(e.extensions["region"] == "eu")
+        #expect(e.extensions["devicemodel"] == "TX-9")
+        #expect(e.extensions["badkey"] == "x")
+        #expect(e.extensions["correlationdata"] == Data("req-42".utf8).base64EncodedString())
+        #expect(e.extensions["responsetopic"] == "replies/s1")
+        #expect(e.partitionKey == "sensors/s1/temp")
+        #expect(e.source == "meshgate://meshgate/mqtt/edge")
+
+        sub.wait()
+        let json = try #require(sub.output.first, "nothing came back")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(obj["topic"] as? String == "back/s1")
+        #expect(obj["payload"] as? String == "{\"c\":21.5}")
+        let props = try #require(obj["properties"] as? [String: Any])
+        #expect(props["content-type"] as? String == "application/json")
+        #expect(props["correlation-data"] as? String == "req-42")
+        #expect(props["response-topic"] as? String == "replies/s1")
+        let user = try #require(props["user-properties"] as? [String: Any])
+        #expect(user["region"] as? String == "eu-echo")
+        #expect(user["devicemodel"] as? String == "TX-9")
+        #expect(user["type"] as? String == "sensor.reading")
+        #expect(user["id"] as? String == e.id)
+        #expect(user["specversion"] as? String == "1.0")
+        #expect(gw.status("edge")?.droppedProperties == 0)
+        await gw.stop()
+    }
+
+    /// A broker that wants a password: a wrong one gives a clear error and a slowing retry, never a
+    /// crash or a hot loop; the right one connects.
+    @Test func wrongCredentialsGiveAClearErrorNotACrashLoop() async throws {
+        let dir = Scratch()
+        let passwords = dir.path + "/passwd"
+        try run("/usr/bin/mosquitto_passwd", ["-b", "-c", passwords, "gateway", "s3cret"])
+        let port = freePort()
+        let broker = try Mosquitto(dir: dir.path + "/broker", port: port,
+                                   listener: "listener \(port) 127.0.0.1\nallow_anonymous false\npassword_file \(passwords)")
+        try broker.start()
+        let gw = try await Gateway(dir: dir, routes: """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(port)", username: gateway, password: wrong, reconnect_backoff: 200ms, reconnect_max_backoff: 2s}
+            routes:
+              - {name: in, from: {connector: edge, topic: "a/#"}, to: [{topic: "a/{1}"}]}
+            """)
+        #expect(await eventually { gw.status("edge")?.connection.state == .refused })
+        let s = try #require(gw.status("edge"))
+        let error = s.connection.lastError ?? ""
+        #expect(error.contains("refused") && error.lowercased().contains("not authori"), "\(error)")
+        #expect(error.contains("username/password"), "\(error)")
+        #expect(!error.contains("wrong"), "the password leaked into the status: \(error)")
+        // Backoff: in 4 s at most a handful of attempts (200 ms doubling to 2 s, jittered).
+        try await Task.sleep(for: .seconds(4))
+        let attempts = gw.status("edge")?.connection.failedAttempts ?? 0
+        #expect(attempts >= 2 && attempts <= 8, "\(attempts) attempts in ~4 s")
+        await gw.stop()
+
+        let good = Scratch()
+        let ok = try await Gateway(dir: good, routes: """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtt://gateway:s3cret@127.0.0.1:\(port)"}
+            routes:
+              - {name: in, from: {connector: edge, topic: "a/#"}, to: [{topic: "a/{1}"}]}
+            """)
+        #expect(await ok.waitConnected("edge"))
+        #expect(ok.status("edge")?.url == "mqtt://gateway:***@127.0.0.1:\(port)")
+        await ok.stop()
+    }
+
+    /// mqtts:// with a CA, a server certificate and a client certificate made here with openssl; a
+    /// client without a certificate is refused with a TLS error in its status.
+    @Test func tlsWithClientCertificates() async throws {
+        let dir = Scratch()
+        let pki = dir.path + "/pki"
+        try FileManager.default.createDirectory(atPath: pki, withIntermediateDirectories: true)
+        func openssl(_ args: String) throws {
+            let (rc, out) = try run("/usr/bin/openssl", args.split(separator: " ").map(String.init))
+            try #require(rc == 0, "openssl \(args): \(out)")
+        }
+        try openssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=meshgate-test-ca -keyout \(pki)/ca.key -out \(pki)/ca.crt")
+        try openssl("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout \(pki)/server.key -out \(pki)/server.csr")
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: pki + "/san.ext", atomically: true, encoding: .utf8)
+        try openssl("x509 -req -in \(pki)/server.csr -CA \(pki)/ca.crt -CAkey \(pki)/ca.key -CAcreateserial -days 2 -extfile \(pki)/san.ext -out \(pki)/server.crt")
+        try openssl("req -newkey rsa:2048 -nodes -subj /CN=gateway -keyout \(pki)/client.key -out \(pki)/client.csr")
+        try openssl("x509 -req -in \(pki)/client.csr -CA \(pki)/ca.crt -CAkey \(pki)/ca.key -CAcreateserial -days 2 -out \(pki)/client.crt")
+        let port = freePort()
+        let broker = try Mosquitto(dir: dir.path + "/broker", port: port, listener: """
+            listener \(port) 127.0.0.1
+            allow_anonymous true
+            cafile \(pki)/ca.crt
+            certfile \(pki)/server.crt
+            keyfile \(pki)/server.key
+            require_certificate true
+            """)
+        try broker.start()
+        let gw = try await Gateway(dir: dir, routes: """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtts://localhost:\(port)", ca_file: "\(pki)/ca.crt", cert_file: "\(pki)/client.crt", key_file: "\(pki)/client.key"}
+              nocert: {type: mqtt, url: "mqtts://localhost:\(port)", ca_file: "\(pki)/ca.crt", reconnect_backoff: 200ms}
+            routes:
+              - {name: in, from: {connector: edge, topic: "secure/#"}, to: [{topic: "secure/{1}"}]}
+              - {name: in2, from: {connector: nocert, topic: "other/#"}, to: [{topic: "other/{1}"}]}
+            """)
+        #expect(await gw.waitConnected("edge"), "\(String(describing: gw.status("edge")?.connection))")
+        let (rc, out) = try run("/usr/bin/mosquitto_pub", ["-h", "localhost", "-p", "\(port)", "--cafile", "\(pki)/ca.crt", "--cert", "\(pki)/client.crt",
+                                                          "--key", "\(pki)/client.key", "-q", "1", "-t", "secure/door", "-m", "open"])
+        #expect(rc == 0, "\(out)")
+        #expect(await eventually { ((try? events(gw.log, matching: "secure/#")) ?? []).map { String(decoding: $0.data, as: UTF8.self) } == ["open"] })
+        #expect(await eventually { gw.status("nocert")?.connection.lastError != nil })
+        let nocert = gw.status("nocert")?.connection
+        #expect(nocert?.state != .connected)
+        print("without a client certificate: \(nocert?.lastError ?? "-")")
+        await gw.stop()
+    }
+
+    @Test func settingsParseURLsAndOptions() throws {
+        func spec(_ url: String, _ options: [String: String] = [:]) -> ConnectorSpec {
+            ConnectorSpec(name: "edge", kind: .mqtt, url: url, options: options, redactedOptions: [:], location: SourceLocation(file: "r.yaml", line: 1, column: 1))
+        }
+        let a = try MQTTSettings(spec("mqtt://127.0.0.1:1884"))
+        #expect(a.host == "127.0.0.1" && a.port == 1884 && !a.tls && a.clientID == "meshgate-edge" && a.protocolVersion == .v5 && a.qos == 1)
+        let b = try MQTTSettings(spec("mqtts://u%40x:p%3Aw@broker.example"))
+        #expect(b.host == "broker.example" && b.port == 8883 && b.tls && b.username == "u@x" && b.password == "p:w")
+        let c = try MQTTSettings(spec("mqtt://[::1]:1883", ["protocol": "3.1.1", "qos": "2", "keepalive": "1m", "session_expiry": "1h", "max_inflight": "50"]))
+        #expect(c.host == "::1" && c.protocolVersion == .v311 && c.qos == 2 && c.subscribeQoS == 1 && c.keepAliveSeconds == 60 && c.sessionExpirySeconds == 3600 && c.maxInflight == 50)
+        #expect(throws: MQTTError.self) { try MQTTSettings(spec("mqtt://h", ["cert_file": "c.pem"])) }
+        #expect(throws: MQTTError.self) { try MQTTSettings(spec("mqtt://h:99999")) }
+        #expect(MQTTConnectors.redact("mqtt://u:secret@h:1") == "mqtt://u:***@h:1")
+    }
+
+    @Test func eventMappingFollowsTheCloudEventsMQTTBinding() throws {
+        let m = MQTTMessage(topic: "s/1", payload: Array("x".utf8), userProperties: [.init("id", "abc"), .init("time", "2024-05-01T10:00:00Z"),
+                                                                                     .init("Trace-ID", "t1"), .init("partitionkey", "dev-1"), .init("!!", "?")],
+                            contentType: "text/plain", correlationData: [0, 255])
+        let (e, dropped) = MQTTEventMapping.event(from: m, topic: try Topic("s/1"))
+        #expect(e.id == "abc" && e.time?.rfc3339.hasPrefix("2024-05-01T10:00:00") == true && e.extensions["traceid"] == "t1")
+        #expect(e.partitionKey == "dev-1" && e.datacontenttype == "text/plain" && dropped == ["!!"])
+        let back = MQTTEventMapping.message(from: e, topic: "out", qos: 1, retain: true, properties: true)
+        #expect(back.correlationData == [0, 255] && back.contentType == "text/plain" && back.retain)
+        #expect(back.userProperties.contains(.init("traceid", "t1")) && back.userProperties.contains(.init("id", "abc")))
+        let v3 = MQTTEventMapping.message(from: e, topic: "out", qos: 0, retain: false, properties: false)
+        #expect(v3.userProperties.isEmpty && v3.payload == Array("x".utf8))
+    }
+}
