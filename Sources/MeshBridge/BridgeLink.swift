@@ -119,17 +119,20 @@ public final class BridgeLink: Sendable {
         }
         if !current.isEmpty { frames.append(current) }
         sent.add(events.count, ordering: .relaxed)
-        let results: [Result<[MeshReceipt], WireError>] = await withTaskGroup(of: (Int, Result<[MeshReceipt], WireError>).self) { group in
+        // Every frame in flight at once, handed to the connection in order: the remote appends them
+        // in that order, which keeps per-key order.
+        let collected = Mutex<(left: Int, results: [Result<[MeshReceipt], WireError>?])>((frames.count, Array(repeating: nil, count: frames.count)))
+        let results: [Result<[MeshReceipt], WireError>] = await withCheckedContinuation { cont in
             for (i, frame) in frames.enumerated() {
-                group.addTask {
-                    do { return (i, .success(try await client.publish(batch: frame))) } catch {
-                        return (i, .failure(error as? WireError ?? WireError(.internalError, "\(error)")))
+                client.publish(batch: frame) { result in
+                    let done = collected.withLock { c -> [Result<[MeshReceipt], WireError>]? in
+                        c.results[i] = result
+                        c.left -= 1
+                        return c.left == 0 ? c.results.map { $0! } : nil
                     }
+                    if let done { cont.resume(returning: done) }
                 }
             }
-            var out = [Result<[MeshReceipt], WireError>?](repeating: nil, count: frames.count)
-            for await (i, r) in group { out[i] = r }
-            return out.map { $0! }
         }
         for r in results {
             switch r {

@@ -110,6 +110,15 @@ public final class MeshClient: Sendable {
         connection.publish(withID(event)) { completion($0.map { $0[0] }) }
     }
 
+    /// Publishes a batch without awaiting. Batches published one after another from one task are
+    /// sent in that order, so the server appends them in that order (a bridge relies on it).
+    public func publish(batch events: [Event], completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+        guard let connection = state.withLock({ $0.connection }) else {
+            return completion(.failure(.disconnected))
+        }
+        connection.publish(batch: events.map(withID), completion: completion)
+    }
+
     private func withID(_ event: Event) -> Event {
         guard event.id.isEmpty else { return event }
         var event = event
