@@ -48,14 +48,17 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto"),
         // The MQTT connector: ingress subscriptions into the log, egress destinations, status.
         .target(name: "MeshMQTT", dependencies: ["CMosquitto", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
+        // The site bridge (`type: meshgate` connectors): forwarding to remote sites over the TCP
+        // protocol, and the receiving side's loop check and durable dedupe window.
+        .target(name: "MeshBridge", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", logging]),
         // The composition root: configuration; the log, broker, routing and listeners as services.
         .target(name: "MeshGateway", dependencies: [
-            "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT",
+            "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge",
             nioCore, nioPosix, logging, lifecycle, yams,
         ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT",
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge",
             nioCore, nioPosix, nioHTTP1, logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -73,6 +76,9 @@ let package = Package(
             "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "MeshTCPTests", dependencies: ["MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
+        .testTarget(name: "MeshBridgeTests", dependencies: [
+            "MeshBridge", "MeshClient", "MeshCore", "MeshWire", "MeshLog", "MeshBroker", "MeshTCP", "MeshTestSupport",
+        ]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
             "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", nioCore, nioPosix, nioHTTP1, logging, lifecycle,
         ], exclude: ["interop"]),

@@ -106,7 +106,9 @@ public final class Broker: Sendable {
         if event.data.count > options.maxEventBytes {
             throw BrokerError(.tooLarge, "event data of \(event.data.count) bytes exceeds the limit of \(options.maxEventBytes) bytes")
         }
-        let filled = event.filled(node: options.node, ingress: ingress)
+        var filled = event.filled(node: options.node, ingress: ingress)
+        // The origin site heads the hop list (SPEC §1); bridges append the sites an event crosses.
+        if filled.hops.isEmpty { filled.hops = [options.node] }
         do { try filled.validate() } catch { throw BrokerError(.invalidEvent, error.message) }
         let topic = try topicLog(filled.topic, create: options.autoCreateTopics)
         let partition = topic.partition(forKey: filled.partitionKey)

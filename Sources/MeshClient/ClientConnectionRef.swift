@@ -65,6 +65,12 @@ struct ClientConnectionRef: Sendable {
         }
     }
 
+    /// Callback form of a batch: requests made from one thread are sent in call order.
+    func publish(batch events: [Event], completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+        let handler = self.handler
+        handler.eventLoop.execute { handler.value.publish(batch: events, completion) }
+    }
+
     /// Callback form, for load generators that keep many publishes in flight without tasks.
     func publish(_ event: Event, completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
         let handler = self.handler

@@ -36,6 +36,10 @@ public final class MeshClient: Sendable {
         public var closeTimeout: Duration = .seconds(5)
         /// Idle timeout in heartbeat intervals.
         public var idleTimeoutTicks = 3
+        /// Connect as a bridge from another meshgate site (`name` is the site name): the server
+        /// applies its loop check and dedupe, and answers events it did not store with
+        /// `PublishReceipt.duplicate` / `.loop` positions (partition `0xFFFFFFFF`).
+        public var bridge = false
 
         public init(name: String = "meshgate-swift", token: String? = nil) {
             self.name = name
@@ -104,6 +108,15 @@ public final class MeshClient: Sendable {
             return completion(.failure(.disconnected))
         }
         connection.publish(withID(event)) { completion($0.map { $0[0] }) }
+    }
+
+    /// Publishes a batch without awaiting. Batches published one after another from one task are
+    /// sent in that order, so the server appends them in that order (a bridge relies on it).
+    public func publish(batch events: [Event], completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+        guard let connection = state.withLock({ $0.connection }) else {
+            return completion(.failure(.disconnected))
+        }
+        connection.publish(batch: events.map(withID), completion: completion)
     }
 
     private func withID(_ event: Event) -> Event {
@@ -178,7 +191,8 @@ public final class MeshClient: Sendable {
 
     private func open(generation: Int) async throws -> ClientConnectionRef {
         let machine = ClientConnectionStateMachine.Configuration(
-            clientName: configuration.name, token: configuration.token, idleTimeoutTicks: configuration.idleTimeoutTicks)
+            clientName: configuration.name, token: configuration.token, idleTimeoutTicks: configuration.idleTimeoutTicks,
+            bridge: configuration.bridge)
         let options = ClientConnectionHandler.Options(
             mergePublishes: configuration.mergePublishes, maxMergedEvents: configuration.maxMergedEvents,
             maxMergedBytes: configuration.maxMergedBytes)

@@ -1,16 +1,27 @@
 import Logging
+import MeshBridge
 import MeshBroker
 import MeshConfig
+import MeshLog
 import MeshMQTT
 
 /// The connector runtimes the gateway runs: each registers its destinations and status with the
 /// registry, follows route-table changes, and stops before the log closes.
 struct ConnectorRuntimes: Sendable {
     let mqtt: MQTTConnectors
+    let bridges: BridgeConnector
+    /// The receiving side of site bridges (loop check, durable dedupe window); the TCP listener
+    /// hands bridge connections to it.
+    let bridgeIngress: BridgeIngressService
 
-    init(broker: Broker, registry: ConnectorRegistry) {
+    init(site: String, dataDirectory: String, log: DurableLog, broker: Broker, registry: ConnectorRegistry) {
         mqtt = MQTTConnectors(broker: broker, logger: Logger(label: "meshgate.mqtt"))
         registry.register(.mqtt, mqtt) { [mqtt] in mqtt.status.map(Self.describe) }
+        let ingress = BridgeIngressService(site: site, broker: broker, dataDirectory: dataDirectory)
+        let bridges = BridgeConnector(site: site, log: log)
+        registry.register(.meshgate, bridges) { bridges.status() + [ingress.status()] }
+        self.bridges = bridges
+        bridgeIngress = ingress
     }
 
     /// Connectors start, restart and stop with every validated table (ingress subscriptions).

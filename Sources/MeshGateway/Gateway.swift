@@ -1,4 +1,5 @@
 import Logging
+import MeshBridge
 import MeshBroker
 import MeshHTTP
 import MeshLog
@@ -23,6 +24,8 @@ public final class Gateway: Sendable {
     public let listeners: [any Listener]
     /// Route files, the delivery engine, and the connector runtimes they use.
     public let routing: RoutingControl
+    /// The receiving side of site bridges: loop check and the durable dedupe window.
+    public let bridgeIngress: BridgeIngressService
     private let logger: Logger
     private let group = Mutex<ServiceGroup?>(nil)
     private let shutdownRequested = Atomic<Bool>(false)
@@ -43,15 +46,18 @@ public final class Gateway: Sendable {
         let broker = Broker(log: log, options: options, logger: Logger(label: "meshgate.broker"))
         self.broker = broker
         let routing = RoutingControl(config: config, log: log, broker: broker, status: status, logger: logger)
+        let ingress = routing.runtimes.bridgeIngress
+        bridgeIngress = ingress
         self.routing = routing
-        listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: routing, group: eventLoopGroup)
+        listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: routing, group: eventLoopGroup,
+                                       bridgeIngress: ingress)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
 
     /// The built-in listeners: HTTP and TCP, over the same broker.
     static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
-                              group: any EventLoopGroup) -> [any Listener] {
+                              group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil) -> [any Listener] {
         var http = HTTPServerConfiguration()
         http.host = config.http.host
         http.port = config.http.port
@@ -61,6 +67,7 @@ public final class Gateway: Sendable {
         var tcp = TCPServer.Configuration()
         tcp.connection.maxEventSize = config.maxEventBytes
         tcp.connection.maxInFlightPublishes = config.maxInFlight
+        tcp.bridgeIngress = bridgeIngress
         let tcpServer = TCPServer(broker: broker, configuration: tcp, logger: Logger(label: "meshgate.tcp"), eventLoopGroup: group)
         return [
             HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http")),
@@ -76,7 +83,8 @@ public final class Gateway: Sendable {
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
-        let services: [any Service] = [LogService(log: log, logger: logger), RoutingService(control: routing, logger: logger)]
+        let services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
+                                       RoutingService(control: routing, logger: logger)]
             + listeners.map { ListenerService(listener: $0, status: status, logger: logger) }
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },

@@ -1,4 +1,5 @@
 import Logging
+import MeshBridge
 import MeshHTTP
 import MeshLog
 import ServiceLifecycle
@@ -33,5 +34,19 @@ struct ListenerService: Service {
         logger.info("stopping \(listener.name) listener: draining in-flight requests")
         await listener.shutdown()
         status.removeListener(named: listener.name)
+    }
+}
+
+/// The bridge dedupe checkpoint as a service: rewritten every few seconds while running, and once
+/// more after the listeners have stopped (it stops after them, before the log closes).
+struct BridgeIngressCheckpoints: Service {
+    let ingress: BridgeIngressService
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await ingress.run() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
     }
 }

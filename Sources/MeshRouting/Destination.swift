@@ -8,6 +8,20 @@ import MeshLog
 /// then commits the cursor); throwing lets the policy decide whether to retry or dead-letter.
 public protocol Destination: Sendable {
     func deliver(_ event: Event) async throws(DeliveryError)
+    /// True for destinations that gain from many events per round trip (a remote site): the engine
+    /// then hands them each read batch of a partition whole, in log order, with `deliver(batch:)`,
+    /// and falls back to `deliver(_:)` one by one for a batch the policy gives up on.
+    var acceptsBatches: Bool { get }
+    /// Delivers all of `events` (in order) or throws; a retry resends the whole batch.
+    func deliver(batch events: [Event]) async throws(DeliveryError)
+}
+
+extension Destination {
+    public var acceptsBatches: Bool { false }
+
+    public func deliver(batch events: [Event]) async throws(DeliveryError) {
+        for event in events { try await deliver(event) }
+    }
 }
 
 /// Builds the runtime of connector destinations. The connector modules implement this; a nil

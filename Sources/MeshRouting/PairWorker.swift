@@ -180,6 +180,18 @@ final class PairWorker: Sendable {
     /// Delivers a batch under the ordering policy. False when cancelled.
     private func deliver(_ items: [Item]) async -> Bool {
         if items.isEmpty { return true }
+        if destination?.acceptsBatches == true {
+            var events: [Event] = []
+            events.reserveCapacity(items.count)
+            for item in items { if case .success(let e) = item.prepared { events.append(e) } }
+            if events.count == items.count {
+                switch await deliverBatch(events) {
+                case .delivered: return true
+                case .cancelled: return false
+                case .gaveUp: break  // one by one below: the policy dead-letters what fails alone
+                }
+            }
+        }
         let policy = spec.policy
         var lanes: [[Item]] = []
         if policy.ordering == .key && policy.inFlight > 1 {
@@ -216,6 +228,41 @@ final class PairWorker: Sendable {
             }
             for await r in group where !r { ok = false }
             return ok
+        }
+    }
+
+    private enum BatchOutcome { case delivered, cancelled, gaveUp }
+
+    /// Delivers a whole batch, retrying it under the policy; a failure the policy would give up on
+    /// (not retryable, attempts or time exhausted) hands the batch back to per-event delivery.
+    private func deliverBatch(_ events: [Event]) async -> BatchOutcome {
+        guard let destination else { return .cancelled }
+        let policy = spec.policy
+        let clock = ContinuousClock()
+        let started = clock.now
+        var attempt = 0
+        while true {
+            if Task.isCancelled { return .cancelled }
+            let failure: DeliveryError
+            do throws(DeliveryError) {
+                try await destination.deliver(batch: events)
+                counters.add(counters.delivered, events.count)
+                return .delivered
+            } catch {
+                failure = error
+            }
+            attempt += 1
+            counters.add(counters.failedAttempts)
+            counters.noteError(failure)
+            let retryable = failure.retryable ?? policy.isRetryable(status: failure.status)
+            let elapsed = clock.now - started
+            if !retryable || (policy.attempts.map { attempt >= $0 } ?? false) || (policy.maxElapsed.map { elapsed >= $0 } ?? false) {
+                return .gaveUp
+            }
+            var wait = policy.ceiling(afterAttempt: attempt)
+            if policy.jitter { wait = .nanoseconds(Int64.random(in: 0...max(0, wait.nanoseconds))) }
+            if policy.respectRetryAfter, let after = failure.retryAfter, after > wait { wait = after }
+            do { try await Task.sleep(for: wait) } catch { return .cancelled }
         }
     }
 

@@ -168,10 +168,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
 
     fileprivate func drainCompletions() {
         for (id, result) in completions.take() {
-            let answer = result
-                .map { receipts in receipts.map { MeshWire.PublishReceipt(partition: UInt32($0.partition), offset: UInt64($0.offset)) } }
-                .mapError { WireError(broker: $0) }
-            run(machine.publishCompleted(requestID: id, result: answer))
+            run(machine.publishCompleted(requestID: id, result: result))
         }
         flush()
     }
@@ -192,7 +189,19 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                 authenticate(hello)
             case .publish(let requestID, let events):
                 let completions = self.completions
-                broker.publish(events, ingress: configuration.ingress) { result in completions.post(requestID, result) }
+                if let hello = machine.hello, hello.bridge {
+                    guard let ingress = configuration.bridgeIngress else {
+                        completions.post(requestID, .failure(WireError(.forbidden, "this site does not accept bridges")))
+                        break
+                    }
+                    ingress.publish(events, from: hello.clientName) { result in completions.post(requestID, result) }
+                } else {
+                    broker.publish(events, ingress: configuration.ingress) { result in
+                        completions.post(requestID, result
+                            .map { $0.map { MeshWire.PublishReceipt(partition: UInt32($0.partition), offset: UInt64($0.offset)) } }
+                            .mapError { WireError(broker: $0) })
+                    }
+                }
             case .subscribe(let request):
                 subscribe(request)
             case .grantCredit(let id, _):
@@ -398,13 +407,13 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
 /// Publish outcomes arrive on the log's threads; they are queued here and handed to the event
 /// loop in one hop per burst rather than one per request.
 final class CompletionMailbox: @unchecked Sendable {
-    typealias Completion = (UInt32, Result<[MeshBroker.PublishReceipt], BrokerError>)
+    typealias Completion = (UInt32, Result<[MeshWire.PublishReceipt], WireError>)
     private let items = Mutex<[Completion]>([])
     // Set once in handlerAdded, before any publish can complete; read-only afterwards.
     var drain: (@Sendable () -> Void)?
     var eventLoop: (any EventLoop)?
 
-    func post(_ requestID: UInt32, _ result: Result<[MeshBroker.PublishReceipt], BrokerError>) {
+    func post(_ requestID: UInt32, _ result: Result<[MeshWire.PublishReceipt], WireError>) {
         let first = items.withLock { items -> Bool in
             items.append((requestID, result))
             return items.count == 1

@@ -25,6 +25,8 @@ public final class TCPServer: Sendable {
         public var writeBufferHighWaterMark: Int
         /// The ingress name in the default source of published events (`meshgate://<node>/tcp`).
         public var ingress: String
+        /// Where publishes of bridge connections (HELLO bridge flag) go; nil refuses them.
+        public var bridgeIngress: (any BridgeIngress)?
 
         public init(
             connection: ServerConnectionStateMachine.Configuration = .init(nodeName: ""),

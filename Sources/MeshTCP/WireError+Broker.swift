@@ -3,7 +3,7 @@ import MeshWire
 
 extension WireError {
     /// The protocol's error code for a broker refusal (docs/protocol.md, "Error codes").
-    init(broker error: BrokerError) {
+    public init(broker error: BrokerError) {
         let code: WireErrorCode = switch error.kind {
         case .invalidTopic, .invalidPattern, .unknownTopic: .invalidTopic
         case .invalidEvent: .invalidEvent

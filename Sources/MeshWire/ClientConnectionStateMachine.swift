@@ -13,9 +13,13 @@ public struct ClientConnectionStateMachine: Sendable {
         public var supportedVersions: ClosedRange<UInt16>
         /// The connection is closed when nothing arrives for this many heartbeat ticks.
         public var idleTimeoutTicks: Int
+        /// Announce a bridge from another site (HELLO flag bit 1); `clientName` is the site name.
+        public var bridge = false
 
         public init(clientName: String, token: String? = nil,
-                    supportedVersions: ClosedRange<UInt16> = WireProtocol.supportedVersions, idleTimeoutTicks: Int = 3) {
+                    supportedVersions: ClosedRange<UInt16> = WireProtocol.supportedVersions, idleTimeoutTicks: Int = 3,
+                    bridge: Bool = false) {
+            self.bridge = bridge
             self.clientName = clientName
             self.token = token
             self.supportedVersions = supportedVersions
@@ -110,7 +114,8 @@ public struct ClientConnectionStateMachine: Sendable {
         }
         state = .awaitingWelcome
         sentSinceTick = true
-        return .hello(Hello(versions: configuration.supportedVersions, clientName: configuration.clientName, token: configuration.token))
+        return .hello(Hello(versions: configuration.supportedVersions, clientName: configuration.clientName, token: configuration.token,
+                            bridge: configuration.bridge))
     }
 
     /// A PUBLISH for one event, with a fresh request id.

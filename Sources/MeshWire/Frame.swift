@@ -73,16 +73,20 @@ public struct Hello: Hashable, Sendable {
     public var clientName: String
     /// A bearer token or JWT; nil when the client sends none.
     public var token: String?
+    /// The client is another meshgate site forwarding events (flag bit 1): `clientName` is its site
+    /// name, and the server applies bridge ingress (loop check and dedupe) to its publishes.
+    public var bridge: Bool
 
-    public init(minVersion: UInt16, maxVersion: UInt16, clientName: String, token: String? = nil) {
+    public init(minVersion: UInt16, maxVersion: UInt16, clientName: String, token: String? = nil, bridge: Bool = false) {
         self.minVersion = minVersion
         self.maxVersion = maxVersion
         self.clientName = clientName
         self.token = token
+        self.bridge = bridge
     }
 
-    public init(versions: ClosedRange<UInt16> = WireProtocol.supportedVersions, clientName: String, token: String? = nil) {
-        self.init(minVersion: versions.lowerBound, maxVersion: versions.upperBound, clientName: clientName, token: token)
+    public init(versions: ClosedRange<UInt16> = WireProtocol.supportedVersions, clientName: String, token: String? = nil, bridge: Bool = false) {
+        self.init(minVersion: versions.lowerBound, maxVersion: versions.upperBound, clientName: clientName, token: token, bridge: bridge)
     }
 }
 
@@ -116,6 +120,14 @@ public struct PublishReceipt: Hashable, Sendable {
         self.partition = partition
         self.offset = offset
     }
+
+    /// On a bridge connection: the event was not stored because this site already holds it
+    /// (same origin and id). Partition `0xFFFFFFFF` never names a real partition.
+    public static let duplicate = PublishReceipt(partition: .max, offset: 1)
+    /// On a bridge connection: the event was not stored because its hop list already names this site.
+    public static let loop = PublishReceipt(partition: .max, offset: 2)
+    /// True for `duplicate` and `loop`: acknowledged, but nothing new was stored.
+    public var isNotStored: Bool { partition == .max }
 }
 
 /// Where a subscription starts reading a partition that has no committed group offset.

@@ -65,7 +65,8 @@ extension Frame {
             let maxVersion = try r.u16("max version")
             let name = try r.string("client name", maxBytes: WireProtocol.maxNameLength)
             let token = flags & FrameFlags.helloHasToken != 0 ? try r.string("token") : nil
-            return .hello(Hello(minVersion: minVersion, maxVersion: maxVersion, clientName: name, token: token))
+            return .hello(Hello(minVersion: minVersion, maxVersion: maxVersion, clientName: name, token: token,
+                                bridge: flags & FrameFlags.helloBridge != 0))
         case .welcome:
             let version = try r.u16("version")
             let name = try r.string("server name", maxBytes: WireProtocol.maxNameLength)

@@ -28,7 +28,7 @@ extension Frame {
 
     var flags: UInt8 {
         switch self {
-        case .hello(let hello): hello.token == nil ? 0 : FrameFlags.helloHasToken
+        case .hello(let hello): (hello.token == nil ? 0 : FrameFlags.helloHasToken) | (hello.bridge ? FrameFlags.helloBridge : 0)
         case .error(let error): error.isFatal ? FrameFlags.errorFatal : 0
         case .subscribe(let s): s.group == nil ? 0 : FrameFlags.subscribeHasGroup
         default: 0

@@ -65,7 +65,7 @@ public enum FrameType: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
     /// The flag bits this type defines; any other bit set is a bad frame.
     var knownFlags: UInt8 {
         switch self {
-        case .hello: FrameFlags.helloHasToken
+        case .hello: FrameFlags.helloHasToken | FrameFlags.helloBridge
         case .error: FrameFlags.errorFatal
         case .subscribe: FrameFlags.subscribeHasGroup
         default: 0
@@ -76,6 +76,7 @@ public enum FrameType: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
 /// Flag bits of the header's flags byte. Their meaning depends on the frame type.
 enum FrameFlags {
     static let helloHasToken: UInt8 = 0x01
+    static let helloBridge: UInt8 = 0x02
     static let errorFatal: UInt8 = 0x01
     static let subscribeHasGroup: UInt8 = 0x01
 }

@@ -99,6 +99,8 @@ public struct ServerConnectionStateMachine: Sendable {
 
     public let configuration: Configuration
     private(set) var state: State = .awaitingHello
+    /// The client's HELLO, once received: its name, and whether it is a bridge from another site.
+    public private(set) var hello: Hello?
     /// Request id → (frame type, event count) of publishes handed to the handler and not answered.
     private var inFlight: [UInt32: (type: FrameType, count: Int)] = [:]
     private var subscriptions: [UInt32: Subscription] = [:]
@@ -314,6 +316,7 @@ public struct ServerConnectionStateMachine: Sendable {
     }
 
     private mutating func negotiate(_ hello: Hello) -> [Action] {
+        self.hello = hello
         let ours = configuration.supportedVersions
         guard hello.minVersion <= hello.maxVersion,
               hello.maxVersion >= ours.lowerBound, hello.minVersion <= ours.upperBound

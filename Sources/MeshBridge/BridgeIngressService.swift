@@ -1,0 +1,281 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import MeshBroker
+import MeshCore
+import MeshLog
+import MeshTCP
+import MeshWire
+import Synchronization
+
+/// The receiving side of bridges: what this site does with events another site forwards.
+///
+/// 1. **Loop check**: an event whose hop list already names this site has been here; it is
+///    acknowledged as `loop` and not stored.
+/// 2. **Dedupe** by (origin site = first hop, event id) against a bounded window; a hit is
+///    acknowledged as `duplicate` and not stored.
+/// 3. Everything else gets this site appended to its hops and is stored through the broker (ingress
+///    `bridge`); the ids enter the window once the append is durable, before the ack is sent.
+///
+/// The log itself is the durable dedupe record: an event counts as seen exactly when it is in the
+/// log. The checkpoint file only saves re-reading the log at start: it holds the window and, per
+/// partition, a position below which every stored bridged event is in that window; recovery loads
+/// it and scans the log from those positions to the end. So a crash between an append and its
+/// window insert loses nothing (the scan finds the event), and no id is ever recorded before its
+/// event is durable. See docs/bridging.md.
+public final class BridgeIngressService: BridgeIngress {
+    public struct Options: Sendable {
+        public var limits = DedupeLimits()
+        /// How often the checkpoint is rewritten when something changed.
+        public var checkpointInterval: Duration = .seconds(5)
+        /// Prepended to the topic of every event received (e.g. `from-remote/`); empty: none.
+        public var topicPrefix = ""
+        public init() {}
+    }
+
+    public let site: String
+    let broker: Broker
+    let options: Options
+    let logger: Logger
+    let path: String
+
+    private struct State {
+        var window: DedupeWindow
+        /// Keys being stored right now, by any connection.
+        var inFlight: Set<Key> = []
+        /// Batches in flight, by ticket; a checkpoint waits for the ones older than its positions.
+        var tickets: Set<UInt64> = []
+        var nextTicket: UInt64 = 0
+        var dirty = false
+    }
+    struct Key: Hashable, Sendable {
+        let origin: String
+        let id: String
+    }
+    private let state: Mutex<State>
+    private let checkpointing = Mutex(false)
+    let received = Atomic<Int>(0)
+    let storedCount = Atomic<Int>(0)
+    let duplicates = Atomic<Int>(0)
+    let loops = Atomic<Int>(0)
+    let contended = Atomic<Int>(0)
+
+    /// Loads the checkpoint and scans the log past it; call before the TCP listener accepts.
+    public init(site: String, broker: Broker, dataDirectory: String, options: Options = Options(),
+                logger: Logger = Logger(label: "meshgate.bridge")) {
+        self.site = site
+        self.broker = broker
+        self.options = options
+        self.logger = logger
+        let dir = dataDirectory + "/bridge"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        path = dir + "/dedupe.ckpt"
+        let started = ContinuousClock.now
+        var positions: [DedupeCheckpoint.Position: Int64] = [:]
+        var window = DedupeWindow(limits: options.limits.window)
+        if let data = FileManager.default.contents(atPath: path) {
+            if let loaded = DedupeCheckpoint.decode([UInt8](data), limits: options.limits.window) {
+                positions = loaded.positions
+                window = loaded.window
+            } else {
+                logger.warning("bridge dedupe checkpoint \(path) is unreadable; rebuilding the window from the log")
+            }
+        }
+        let scanned = Self.scan(log: broker.log, from: positions, site: site, into: &window, limits: options.limits)
+        state = Mutex(State(window: window, dirty: scanned > 0))
+        logger.info("bridge dedupe window loaded", metadata: [
+            "ids": "\(window.count)", "scanned": "\(scanned)", "ms": "\((ContinuousClock.now - started).components.seconds * 1000 + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+        ])
+    }
+
+    /// Adds the bridged events stored at or after `positions` (from the start of partitions the
+    /// checkpoint does not know, at most `limits.window.perOrigin` records back) to the window.
+    static func scan(log: DurableLog, from positions: [DedupeCheckpoint.Position: Int64], site: String,
+                     into window: inout DedupeWindow, limits: DedupeLimits) -> Int {
+        var scanned = 0
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        for t in log.topics {
+            for p in t.partitions {
+                let end = p.endOffset
+                var next = positions[.init(topic: t.topic.name, partition: p.index)]
+                    ?? max(p.startOffset, end - Int64(limits.window.perOrigin))
+                next = min(max(next, p.startOffset), end)
+                while next < end {
+                    guard let records = try? p.read(from: next, maxRecords: 4096, maxBytes: 8 << 20), !records.isEmpty else { break }
+                    for r in records {
+                        scanned += 1
+                        guard let e = try? EventCodec.decode(r.payload), let origin = e.hops.first, origin != site else { continue }
+                        window.insert(origin: origin, id: e.id, at: now)
+                    }
+                    next = records.last!.offset + 1
+                }
+            }
+        }
+        return scanned
+    }
+
+    // MARK: Ingress
+
+    public func publish(_ events: [Event], from peer: String,
+                        completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
+        received.add(events.count, ordering: .relaxed)
+        var receipts = [MeshWire.PublishReceipt?](repeating: nil, count: events.count)
+        var toStore: [Event] = []
+        var storeIndex: [Int] = []
+        var keys: [Key] = []
+        let ticket = state.withLock { s -> UInt64? in
+            var batchKeys: Set<Key> = []
+            for (i, event) in events.enumerated() {
+                if event.hops.contains(site) {
+                    receipts[i] = .loop
+                    continue
+                }
+                // An event without hops came straight from the peer's own publishers.
+                let origin = event.hops.first ?? peer
+                let key = Key(origin: origin, id: event.id)
+                if s.window.contains(origin: origin, id: event.id) || batchKeys.contains(key) {
+                    receipts[i] = .duplicate
+                    continue
+                }
+                if s.inFlight.contains(key) {
+                    // Another bridge is storing this event right now: let the sender retry shortly,
+                    // when it will be a duplicate (or, if that store failed, stored by this retry).
+                    return nil
+                }
+                batchKeys.insert(key)
+                keys.append(key)
+                var e = event
+                if e.hops.isEmpty { e.hops = [peer] }
+                e.hops.append(site)
+                if !options.topicPrefix.isEmpty, let t = try? Topic(options.topicPrefix + e.topic.name) { e.topic = t }
+                toStore.append(e)
+                storeIndex.append(i)
+            }
+            for k in keys { s.inFlight.insert(k) }
+            s.nextTicket += 1
+            s.tickets.insert(s.nextTicket)
+            return s.nextTicket
+        }
+        guard let ticket else {
+            contended.add(1, ordering: .relaxed)
+            return completion(.failure(WireError(.overloaded, "some of these events are being stored from another bridge; retry", retryAfterMilliseconds: 20)))
+        }
+        let notStored = receipts.reduce(into: (0, 0)) { acc, r in
+            if r == .duplicate { acc.0 += 1 } else if r == .loop { acc.1 += 1 }
+        }
+        duplicates.add(notStored.0, ordering: .relaxed)
+        loops.add(notStored.1, ordering: .relaxed)
+        guard !toStore.isEmpty else {
+            state.withLock { _ = $0.tickets.remove(ticket) }
+            return completion(.success(receipts.map { $0! }))
+        }
+        let batchKeys = keys, indices = storeIndex, answered = receipts
+        broker.publish(toStore, ingress: "bridge") { [self] result in
+            var receipts = answered
+            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            state.withLock { s in
+                for k in batchKeys { s.inFlight.remove(k) }
+                if case .success = result {
+                    for k in batchKeys { s.window.insert(origin: k.origin, id: k.id, at: now) }
+                    s.dirty = true
+                }
+                s.tickets.remove(ticket)
+            }
+            switch result {
+            case .success(let stored):
+                storedCount.add(stored.count, ordering: .relaxed)
+                for (k, r) in zip(indices, stored) {
+                    receipts[k] = MeshWire.PublishReceipt(partition: UInt32(r.partition), offset: UInt64(r.offset))
+                }
+                completion(.success(receipts.map { $0! }))
+            case .failure(let error):
+                completion(.failure(WireError(broker: error)))
+            }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Writes the checkpoint if the window changed. Positions are read first; the window is copied
+    /// only after every batch that was in flight then has finished, so each bridged event below a
+    /// position is in the copy.
+    public func checkpoint(force: Bool = false) async {
+        guard checkpointing.withLock({ busy in busy ? false : { busy = true; return true }() }) else { return }
+        defer { checkpointing.withLock { $0 = false } }
+        let dirty = state.withLock { s -> Bool in
+            defer { s.dirty = false }
+            return s.dirty
+        }
+        guard dirty || force else { return }
+        // Positions before tickets: a batch stored below a position took its ticket before the
+        // position was read, so it is among `pending` and waited for.
+        var positions: [DedupeCheckpoint.Position: Int64] = [:]
+        for t in broker.log.topics {
+            for p in t.partitions { positions[.init(topic: t.topic.name, partition: p.index)] = p.endOffset }
+        }
+        let pending = state.withLock { $0.tickets }
+        while state.withLock({ !$0.tickets.isDisjoint(with: pending) }) {
+            if (try? await Task.sleep(for: .milliseconds(5))) == nil { break }
+        }
+        let window = state.withLock { $0.window }
+        let bytes = DedupeCheckpoint.encode(positions: positions, window: window)
+        do {
+            try Self.writeAtomically(bytes, to: path)
+        } catch {
+            state.withLock { $0.dirty = true }
+            logger.error("cannot write the bridge dedupe checkpoint \(path): \(error)")
+        }
+    }
+
+    /// Checkpoints every `checkpointInterval` until cancelled, then once more.
+    public func run() async {
+        while (try? await Task.sleep(for: options.checkpointInterval)) != nil {
+            await checkpoint()
+        }
+        await checkpoint()
+    }
+
+    struct WriteError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw WriteError(description: "open \(temp): errno \(errno)") }
+        var written = 0
+        let ok = bytes.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                written += n
+            }
+            return fsync(fd) == 0
+        }
+        close(fd)
+        guard ok else { throw WriteError(description: "write \(temp): errno \(errno)") }
+        guard rename(temp, path) == 0 else { throw WriteError(description: "rename \(temp): errno \(errno)") }
+        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY)
+        if dir >= 0 { fsync(dir); close(dir) }
+    }
+
+    /// For `GET /v1/connectors`.
+    public func status() -> [String: any Sendable] {
+        let ids = state.withLock { $0.window.count }
+        return ["type": "meshgate-ingress", "site": site, "received": received.load(ordering: .relaxed),
+                "stored": storedCount.load(ordering: .relaxed), "duplicates": duplicates.load(ordering: .relaxed),
+                "loops": loops.load(ordering: .relaxed), "contended": contended.load(ordering: .relaxed),
+                "dedupe_ids": ids]
+    }
+}
+
+/// Bounds of the dedupe window (docs/bridging.md).
+public struct DedupeLimits: Sendable {
+    var window = DedupeWindow.Limits()
+    public init(perOrigin: Int = 500_000, maxAge: Duration = .seconds(24 * 3600)) {
+        window.perOrigin = perOrigin
+        window.maxAgeMicros = maxAge.components.seconds * 1_000_000
+    }
+}

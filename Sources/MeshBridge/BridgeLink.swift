@@ -1,0 +1,174 @@
+import Foundation
+import MeshClient
+import MeshRouting
+import Synchronization
+
+/// One outbound connection to a remote site, shared by every route destination that names the same
+/// connector. It connects lazily, reconnects with backoff (MeshClient's, plus a retry on each
+/// delivery while the first connection has not come up), and sends batches pipelined: a batch is
+/// cut into PUBLISH_BATCH frames that are all in flight at once on the one connection, so the
+/// remote appends them in order.
+public final class BridgeLink: Sendable {
+    public let connector: String
+    public let host: String
+    public let port: Int
+    /// This site's name, sent in HELLO and appended to the hop list of what it forwards.
+    public let site: String
+    let token: String?
+    /// Events per PUBLISH_BATCH frame, and bytes.
+    let frameEvents: Int
+    let frameBytes: Int
+
+    private struct State {
+        var client: MeshClient?
+        var connecting = false
+        var closed = false
+        var lastError: String?
+        var lastErrorAt: Date?
+        /// Remote site name, from WELCOME.
+        var remote: String?
+    }
+    private let state = Mutex(State())
+    let sent = Atomic<Int>(0)
+    let stored = Atomic<Int>(0)
+    let duplicates = Atomic<Int>(0)
+    let loops = Atomic<Int>(0)
+    let failures = Atomic<Int>(0)
+    /// Append time (µs) of the newest event the remote acknowledged, for the lag in seconds.
+    let lastAckedTime = Atomic<Int64>(0)
+
+    public init(connector: String, host: String, port: Int, site: String, token: String?, frameEvents: Int = 512, frameBytes: Int = 512 << 10) {
+        self.connector = connector
+        self.host = host
+        self.port = port
+        self.site = site
+        self.token = token
+        self.frameEvents = frameEvents
+        self.frameBytes = frameBytes
+    }
+
+    public var isConnected: Bool { state.withLock { $0.client?.isConnected ?? false } }
+    public var lastError: String? { state.withLock { $0.lastError } }
+    public var remoteSite: String? { state.withLock { $0.remote } }
+
+    func noteError(_ message: String) {
+        failures.add(1, ordering: .relaxed)
+        state.withLock {
+            $0.lastError = message
+            $0.lastErrorAt = Date()
+        }
+    }
+
+    /// The connected client, connecting first when there is none. Throws a retryable delivery
+    /// error while the remote cannot be reached; the route's retry policy paces the attempts.
+    func client() async throws(DeliveryError) -> MeshClient {
+        enum Step { case use(MeshClient), connect, busy, closed }
+        let step = state.withLock { s -> Step in
+            if s.closed { return .closed }
+            if let c = s.client { return .use(c) }
+            if s.connecting { return .busy }
+            s.connecting = true
+            return .connect
+        }
+        switch step {
+        case .use(let c): return c
+        case .closed: throw DeliveryError("bridge \(connector) is closed", retryable: true)
+        case .busy: throw DeliveryError("connecting to \(host):\(port)", retryable: true)
+        case .connect: break
+        }
+        var configuration = MeshClient.Configuration(name: site, token: token)
+        configuration.bridge = true
+        configuration.maxBackoff = .seconds(1)
+        configuration.connectTimeout = .seconds(3)
+        configuration.mergePublishes = false
+        do {
+            let c = try await MeshClient.connect(host: host, port: port, configuration: configuration)
+            let keep = state.withLock { s -> Bool in
+                s.connecting = false
+                guard !s.closed else { return false }
+                s.client = c
+                s.remote = c.welcome?.serverName
+                return true
+            }
+            if !keep { await c.close() }
+            return c
+        } catch {
+            state.withLock { $0.connecting = false }
+            let message = "cannot connect to \(host):\(port): \(error)"
+            noteError(message)
+            throw DeliveryError(message, retryable: true)
+        }
+    }
+
+    /// Sends `events` (already carrying this site in their hop lists) and returns once the remote
+    /// acknowledged every one: stored, or recognised as a duplicate or a loop.
+    func send(_ events: [Event]) async throws(DeliveryError) {
+        let client = try await client()
+        var frames: [[Event]] = []
+        var current: [Event] = []
+        var bytes = 0
+        for e in events {
+            let size = EventCodec.encodedSize(e)
+            if !current.isEmpty && (current.count >= frameEvents || bytes + size > frameBytes) {
+                frames.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(e)
+            bytes += size
+        }
+        if !current.isEmpty { frames.append(current) }
+        sent.add(events.count, ordering: .relaxed)
+        // Every frame in flight at once, handed to the connection in order: the remote appends them
+        // in that order, which keeps per-key order.
+        let collected = Mutex<(left: Int, results: [Result<[MeshReceipt], WireError>?])>((frames.count, Array(repeating: nil, count: frames.count)))
+        let results: [Result<[MeshReceipt], WireError>] = await withCheckedContinuation { cont in
+            for (i, frame) in frames.enumerated() {
+                client.publish(batch: frame) { result in
+                    let done = collected.withLock { c -> [Result<[MeshReceipt], WireError>]? in
+                        c.results[i] = result
+                        c.left -= 1
+                        return c.left == 0 ? c.results.map { $0! } : nil
+                    }
+                    if let done { cont.resume(returning: done) }
+                }
+            }
+        }
+        for r in results {
+            switch r {
+            case .success(let receipts):
+                for receipt in receipts {
+                    if receipt.partition == PublishReceipt.duplicate.partition {
+                        if receipt.offset == PublishReceipt.loop.offset {
+                            loops.add(1, ordering: .relaxed)
+                        } else {
+                            duplicates.add(1, ordering: .relaxed)
+                        }
+                    } else {
+                        stored.add(1, ordering: .relaxed)
+                    }
+                }
+            case .failure(let error):
+                let message = "\(host):\(port): \(error.message)"
+                noteError(message)
+                // Refusals that will not change on a retry (an invalid or too large event, an ACL)
+                // are not retryable: the route's policy dead-letters them one by one.
+                let retryable = error.isRetryable || !Self.permanent.contains(error.code)
+                throw DeliveryError(message, retryAfter: error.retryAfterMilliseconds > 0 ? .milliseconds(error.retryAfterMilliseconds) : nil,
+                                    retryable: retryable)
+            }
+        }
+        if let t = events.last?.time { lastAckedTime.store(t.microsecondsSinceEpoch, ordering: .relaxed) }
+    }
+
+    static let permanent: Set<WireErrorCode> = [.invalidEvent, .eventTooLarge, .forbidden, .invalidTopic]
+
+    public func close() async {
+        let c = state.withLock { s -> MeshClient? in
+            s.closed = true
+            defer { s.client = nil }
+            return s.client
+        }
+        await c?.close()
+    }
+}
