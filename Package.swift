@@ -34,9 +34,21 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // libcurl (Debian libcurl4-openssl-dev). Imported only by MeshWebhook.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Typed wrappers of libcurl's variadic calls (Swift cannot call C variadics), the SSRF address
+        // check run inside curl's socket callback, and HMAC-SHA256 from the libcrypto libcurl already
+        // loads. Imported only by MeshWebhook.
+        .target(name: "CCurlShims", dependencies: ["CCurl"], linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("crypto")]),
+        // The webhook connector: CloudEvents over HTTP POST on libcurl's multi interface, Standard
+        // Webhooks signatures, retry classification for the route's delivery policy.
+        .target(name: "MeshWebhook", dependencies: [
+            "MeshCore", "MeshRouting", "CCurl", "CCurlShims",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The command line: the only place that bootstraps logging.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig",
+            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshWebhook",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -59,6 +71,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshWebhookTests", dependencies: ["MeshWebhook", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore"]),
     ],
     swiftLanguageModes: [.v6]

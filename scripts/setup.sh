@@ -6,12 +6,15 @@ set -euo pipefail
 packages=(
   libmosquitto-dev       # MQTT connector (libmosquitto)
   libcurl4-openssl-dev   # webhook connector (libcurl)
+  libssl-dev             # webhook signatures: HMAC-SHA256 from the libcrypto libcurl already uses
   mosquitto              # the real broker the MQTT tests start
   mosquitto-clients      # mosquitto_pub / mosquitto_sub in tests and examples
   python3                # interop tests (CloudEvents SDK, http.server receivers)
   python3-jsonschema     # route files are validated against schema/routes.schema.json in the tests
   python3-yaml
   curl
+  wrk                    # meshgate bench webhook compares against it
+  openssl                # the webhook TLS tests make their certificates with it
 )
 
 missing=()
@@ -26,6 +29,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The reference Standard Webhooks verifier, for the webhook signature tests and the example receiver.
+if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+  echo "meshgate setup: installing the Python package standardwebhooks"
+  python3 -m pip install --quiet standardwebhooks 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages standardwebhooks
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

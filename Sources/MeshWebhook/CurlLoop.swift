@@ -1,0 +1,302 @@
+import CCurl
+import CCurlShims
+import Foundation
+import Synchronization
+
+/// One HTTP POST, as the curl thread needs it. Built on the caller's task.
+struct CurlRequest: Sendable {
+    var url: String
+    /// Complete header lines, `Name: value`.
+    var headers: [String]
+    var body: [UInt8]
+    var options: TransferOptions
+}
+
+/// Per-endpoint transfer settings (from the connector's options).
+struct TransferOptions: Sendable, Hashable {
+    enum HTTPVersion: String, Sendable, Hashable {
+        /// HTTP/2 when TLS negotiation (ALPN) offers it, HTTP/1.1 otherwise.
+        case auto
+        case http1 = "1.1"
+        /// HTTP/2 without negotiation (cleartext h2c by prior knowledge).
+        case http2PriorKnowledge = "2"
+    }
+    var connectTimeout: Duration = .seconds(5)
+    var timeout: Duration = .seconds(30)
+    var httpVersion: HTTPVersion = .auto
+    var caFile: String?
+    var certFile: String?
+    var keyFile: String?
+    var denyPrivate = false
+}
+
+/// How a transfer ended.
+enum CurlOutcome: Sendable {
+    case response(status: Int, retryAfter: String?, body: [UInt8])
+    /// `code` is libcurl's CURLcode; `refused` is true when the SSRF guard refused every address.
+    case failed(code: Int, message: String, refused: Bool)
+    case cancelled
+}
+
+/// The libcurl multi handle and the one thread that drives it: every webhook transfer of the
+/// process runs here, so connections and TLS sessions are reused across connectors and routes,
+/// and no Swift task or NIO event loop ever blocks on the network. Callers hand a transfer over
+/// under a lock and wake the thread (`curl_multi_wakeup`); the thread adds it to the multi
+/// handle, runs `curl_multi_perform`/`curl_multi_poll`, and resumes the caller's continuation
+/// when curl reports it done. Everything curl-related is touched on that thread only.
+final class CurlLoop: Sendable {
+    /// The most response bytes kept (for the dead-letter event and the status page).
+    static let snippetLimit = 512
+
+    private struct Inbox {
+        var submitted: [Transfer] = []
+        var cancelled: [Transfer] = []
+        var stopping = false
+    }
+    private let inbox = Mutex(Inbox())
+    /// The multi handle: created in `init`, used on the loop thread, and by `curl_multi_wakeup`,
+    /// which libcurl documents as callable from any thread.
+    private nonisolated(unsafe) let multi: UnsafeMutableRawPointer
+    private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
+
+    init(name: String = "meshgate-webhook", maxConnections: Int = 512) {
+        _ = Self.globalInit
+        multi = curl_multi_init()
+        _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnections)
+        let m = UnsafeSendable(multi)
+        let thread = Thread { [self] in run(m.value) }
+        thread.name = name
+        thread.start()
+    }
+
+    /// curl_global_init is not thread-safe: run it once, before any handle exists.
+    private static let globalInit: Void = { _ = mesh_curl_global_init() }()
+
+    /// Runs the request and returns how it ended. Cancelling the task aborts the transfer.
+    func perform(_ request: CurlRequest) async -> CurlOutcome {
+        let transfer = Transfer(request)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<CurlOutcome, Never>) in
+                transfer.continuation = c
+                let accepted = inbox.withLock { box -> Bool in
+                    if box.stopping { return false }
+                    box.submitted.append(transfer)
+                    return true
+                }
+                if accepted { curl_multi_wakeup(multi) } else { c.resume(returning: .cancelled) }
+            }
+        } onCancel: {
+            transfer.cancelRequested.store(true, ordering: .relaxed)
+            inbox.withLock { $0.cancelled.append(transfer) }
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    /// Aborts every transfer (their callers see `.cancelled`) and stops the thread.
+    func shutdown() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = finished.withLock { waiters -> Bool in
+                guard waiters != nil else { return true }
+                waiters!.append(c)
+                return false
+            }
+            if done { c.resume(); return }
+            inbox.withLock { $0.stopping = true }
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    // MARK: the loop thread
+
+    private func run(_ multi: UnsafeMutableRawPointer) {
+        var active: [UnsafeMutableRawPointer: Transfer] = [:]
+        var idle: [UnsafeMutableRawPointer] = []
+        while true {
+            let (submitted, cancelled, stopping) = inbox.withLock { box in
+                defer { box.submitted.removeAll(keepingCapacity: true); box.cancelled.removeAll(keepingCapacity: true) }
+                return (box.submitted, box.cancelled, box.stopping)
+            }
+            for t in submitted {
+                if t.cancelRequested.load(ordering: .relaxed) { t.finish(.cancelled); continue }
+                let easy = idle.popLast() ?? curl_easy_init()!
+                if let failure = t.configure(easy) {
+                    curl_easy_reset(easy)
+                    idle.append(easy)
+                    t.finish(failure)
+                    continue
+                }
+                t.easy = easy
+                active[easy] = t
+                curl_multi_add_handle(multi, easy)
+            }
+            for t in cancelled {
+                guard let easy = t.easy, active.removeValue(forKey: easy) != nil else { continue }
+                curl_multi_remove_handle(multi, easy)
+                t.finish(.cancelled)
+                curl_easy_reset(easy)
+                idle.append(easy)
+            }
+            if stopping { break }
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var left: Int32 = 0
+            while let message = curl_multi_info_read(multi, &left) {
+                guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+                let code = mesh_curl_msg_result(message)
+                curl_multi_remove_handle(multi, easy)
+                if let t = active.removeValue(forKey: easy) { t.finish(t.outcome(code, easy)) }
+                curl_easy_reset(easy)  // keeps the connection cache (it belongs to the multi handle)
+                idle.append(easy)
+            }
+            // Waits for socket activity, curl's own timers, or a wakeup from a new submission.
+            curl_multi_poll(multi, nil, 0, 1000, nil)
+        }
+        for (easy, t) in active {
+            curl_multi_remove_handle(multi, easy)
+            t.finish(.cancelled)
+            curl_easy_cleanup(easy)
+        }
+        // Transfers that arrived after the last drain.
+        let late = inbox.withLock { box in defer { box.submitted.removeAll() }; return box.submitted }
+        for t in late { t.finish(.cancelled) }
+        for easy in idle { curl_easy_cleanup(easy) }
+        curl_multi_cleanup(multi)
+        let waiters = finished.withLock { w in defer { w = nil }; return w ?? [] }
+        for w in waiters { w.resume() }
+    }
+}
+
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// One transfer in flight. After submission only the loop thread touches it (but for the
+/// atomic cancel flag); C buffers it owns live until `finish`.
+final class Transfer: @unchecked Sendable {
+    let request: CurlRequest
+    var continuation: CheckedContinuation<CurlOutcome, Never>?
+    let cancelRequested = Atomic<Bool>(false)
+    var easy: UnsafeMutableRawPointer?
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var body: UnsafeMutableRawPointer?
+    private var errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    private let refused = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    fileprivate var snippet: [UInt8] = []
+    fileprivate var retryAfter: String?
+
+    init(_ request: CurlRequest) {
+        self.request = request
+        errorBuffer.initialize(to: 0)
+        refused.initialize(to: 0)
+    }
+
+    deinit {
+        errorBuffer.deallocate()
+        refused.deallocate()
+    }
+
+    /// Sets up `easy` for this request; a failure outcome if curl refused an option.
+    func configure(_ easy: UnsafeMutableRawPointer) -> CurlOutcome? {
+        let o = request.options
+        var rc = CURLE_OK
+        func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
+        set(mesh_curl_setopt_str(easy, CURLOPT_URL, request.url))
+        set(mesh_curl_setopt_str(easy, CURLOPT_PROTOCOLS_STR, "http,https"))
+        set(mesh_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer))
+        set(mesh_curl_setopt_long(easy, CURLOPT_POST, 1))
+        // curl reads the body from this buffer while sending; it lives until `finish`.
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
+        request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
+        body = buffer
+        set(mesh_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_POSTFIELDS, buffer))
+        for line in request.headers { headerList = curl_slist_append(headerList, line) }
+        set(mesh_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList))
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        set(mesh_curl_setopt_write_callback(easy, transferWrite, me))
+        set(mesh_curl_setopt_header_callback(easy, transferHeader, me))
+        set(mesh_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(o.connectTimeout)))
+        set(mesh_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Self.milliseconds(o.timeout)))
+        let version: Int = switch o.httpVersion {
+        case .auto: Int(CURL_HTTP_VERSION_2TLS)
+        case .http1: Int(CURL_HTTP_VERSION_1_1)
+        case .http2PriorKnowledge: Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+        }
+        set(mesh_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, version))
+        // Wait for an HTTP/2 connection being set up rather than open another one beside it.
+        set(mesh_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
+        set(mesh_curl_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1))
+        set(mesh_curl_setopt_str(easy, CURLOPT_USERAGENT, "meshgate-webhook/1"))
+        if let f = o.caFile { set(mesh_curl_setopt_str(easy, CURLOPT_CAINFO, f)) }
+        if let f = o.certFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLCERT, f)) }
+        if let f = o.keyFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLKEY, f)) }
+        if o.denyPrivate {
+            refused.pointee = 0
+            set(mesh_curl_deny_private_addresses(easy, refused))
+        }
+        if rc != CURLE_OK {
+            return .failed(code: Int(rc.rawValue), message: "cannot configure the request: \(String(cString: curl_easy_strerror(rc)))", refused: false)
+        }
+        return nil
+    }
+
+    static func milliseconds(_ d: Duration) -> Int {
+        let (s, a) = d.components
+        return max(1, Int(s) * 1000 + Int(a / 1_000_000_000_000_000))
+    }
+
+    func outcome(_ code: CURLcode, _ easy: UnsafeMutableRawPointer) -> CurlOutcome {
+        if code == CURLE_OK {
+            var status = 0
+            _ = mesh_curl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            return .response(status: status, retryAfter: retryAfter, body: snippet)
+        }
+        let detail = String(cString: errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        return .failed(code: Int(code.rawValue), message: message, refused: refused.pointee != 0)
+    }
+
+    /// Frees what curl was given and resumes the caller. Called exactly once, on the loop thread.
+    func finish(_ outcome: CurlOutcome) {
+        if let headerList { curl_slist_free_all(headerList) }
+        headerList = nil
+        body?.deallocate()
+        body = nil
+        easy = nil
+        continuation?.resume(returning: outcome)
+        continuation = nil
+    }
+
+    fileprivate func received(_ data: UnsafeRawBufferPointer) {
+        let room = CurlLoop.snippetLimit - snippet.count
+        if room > 0 { snippet.append(contentsOf: data.prefix(room)) }
+    }
+
+    fileprivate func header(_ line: UnsafeRawBufferPointer) {
+        // A new status line (after a 1xx, or a redirect) starts a new set of headers.
+        if line.starts(with: "HTTP/".utf8) { retryAfter = nil; snippet.removeAll(); return }
+        let name = "retry-after:".utf8
+        guard line.count > name.count,
+              zip(line.prefix(name.count), name).allSatisfy({ ($0 | 0x20) == ($1 | 0x20) }) else { return }
+        retryAfter = String(decoding: line.dropFirst(name.count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+private let transferWrite: mesh_curl_data_callback = { data, size, count, user in
+    let n = size * count
+    if let data, let user, n > 0 {
+        Unmanaged<Transfer>.fromOpaque(user).takeUnretainedValue().received(UnsafeRawBufferPointer(start: data, count: n))
+    }
+    return n
+}
+
+private let transferHeader: mesh_curl_data_callback = { data, size, count, user in
+    let n = size * count
+    if let data, let user, n > 0 {
+        Unmanaged<Transfer>.fromOpaque(user).takeUnretainedValue().header(UnsafeRawBufferPointer(start: data, count: n))
+    }
+    return n
+}
