@@ -226,8 +226,15 @@ final class Transfer: @unchecked Sendable {
         case .http2PriorKnowledge: Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
         }
         set(mesh_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, version))
-        // Wait for an HTTP/2 connection being set up rather than open another one beside it.
-        set(mesh_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
+        // Wait for an HTTP/2 connection being set up rather than open another one beside it, where
+        // HTTP/2 is possible: TLS (ALPN decides during the handshake) or prior knowledge. Never for
+        // cleartext HTTP/1.1, where curl would learn only from a first response that the
+        // connection cannot multiplex, so one hanging request would hold back every other request
+        // to the same host (a failing webhook slowing a healthy one).
+        let https = request.url.lowercased().hasPrefix("https:")
+        if o.httpVersion == .http2PriorKnowledge || (o.httpVersion == .auto && https) {
+            set(mesh_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
+        }
         set(mesh_curl_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1))
         set(mesh_curl_setopt_str(easy, CURLOPT_USERAGENT, "meshgate-webhook/1"))
         if let f = o.caFile { set(mesh_curl_setopt_str(easy, CURLOPT_CAINFO, f)) }

@@ -16,6 +16,7 @@ final class TestReceiver: @unchecked Sendable {
         let body: [UInt8]
         let connection: Int
         let number: Int
+        let at: ContinuousClock.Instant
         var ceID: String? { headers["ce-id"] }
     }
 
@@ -128,7 +129,7 @@ final class TestReceiver: @unchecked Sendable {
                 s.number += 1
                 s.inFlight += 1
                 s.maxInFlight = max(s.maxInFlight, s.inFlight)
-                let r = Request(method: String(parts[0]), path: String(parts[1]), headers: headers, body: body, connection: connection, number: s.number)
+                let r = Request(method: String(parts[0]), path: String(parts[1]), headers: headers, body: body, connection: connection, number: s.number, at: .now)
                 s.requests.append(r)
                 return (r, s.script)
             }
