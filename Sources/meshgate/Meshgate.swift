@@ -7,7 +7,7 @@ struct Meshgate: AsyncParsableCommand {
         commandName: "meshgate",
         abstract: "A protocol-agnostic event-mesh routing gateway with a built-in durable log.",
         version: meshgateVersion,
-        subcommands: [Serve.self, Routes.self, Bench.self, AppendLoad.self, RouteRun.self]
+        subcommands: [Serve.self, Routes.self, Bench.self, AppendLoad.self, RouteRun.self, WebhookRun.self]
     )
 }
 
