@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test setup build release bench-log bench-log-quick bench-routes clean
+.PHONY: run test setup build release bench-log bench-log-quick bench-routes bench-webhook clean
 
 setup:
 	@scripts/setup.sh
@@ -34,6 +34,10 @@ bench-log-quick: release
 ## Route matching and CESQL filter throughput (release build).
 bench-routes: release
 	.build/release/meshgate bench routes $(BENCH_FLAGS)
+
+## Webhook connector throughput and latency against wrk on the same receiver (release build).
+bench-webhook: release
+	.build/release/meshgate bench webhook $(BENCH_FLAGS)
 
 clean:
 	rm -rf .build .bench-log

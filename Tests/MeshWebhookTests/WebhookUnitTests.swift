@@ -159,4 +159,21 @@ struct ConfigTests {
         #expect(errors("retries: 3").first?.hasPrefix("unknown key 'retries' for a webhook connector") == true)
         #expect(errors("mode: batch, batch_size: 50, batch_linger: 0ms, deny_private: true, http_version: auto").isEmpty)
     }
+
+    @Test func theExampleRouteFileLoadsAndMatchesTheSchema() throws {
+        let dir = repositoryRoot + "/examples/webhook-fanout"
+        let t = try RouteLoader.load(path: dir, environment: ["BILLING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+        #expect(t.connectors.count == 3 && t.routes.map(\.name) == ["orders-fanout"])
+        for c in t.connectors.values { _ = try WebhookConfig(c) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", repositoryRoot + "/scripts/validate-route-schema.py", dir]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && text.contains("0 invalid"), "\(text)")
+    }
 }
