@@ -52,6 +52,9 @@ final class CurlLoop: Sendable {
         var submitted: [Transfer] = []
         var cancelled: [Transfer] = []
         var stopping = false
+        /// The thread is in (or about to enter) `curl_multi_poll`: only then does a submission
+        /// need a wakeup, which saves a syscall per request under load.
+        var polling = false
     }
     private let inbox = Mutex(Inbox())
     /// The multi handle: created in `init`, used on the loop thread, and by `curl_multi_wakeup`,
@@ -79,12 +82,14 @@ final class CurlLoop: Sendable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<CurlOutcome, Never>) in
                 transfer.continuation = c
-                let accepted = inbox.withLock { box -> Bool in
-                    if box.stopping { return false }
+                let (accepted, wake) = inbox.withLock { box -> (Bool, Bool) in
+                    if box.stopping { return (false, false) }
                     box.submitted.append(transfer)
-                    return true
+                    defer { box.polling = false }
+                    return (true, box.polling)
                 }
-                if accepted { curl_multi_wakeup(multi) } else { c.resume(returning: .cancelled) }
+                if wake { curl_multi_wakeup(multi) }
+                if !accepted { c.resume(returning: .cancelled) }
             }
         } onCancel: {
             transfer.cancelRequested.store(true, ordering: .relaxed)
@@ -103,15 +108,26 @@ final class CurlLoop: Sendable {
             }
             if done { c.resume(); return }
             inbox.withLock { $0.stopping = true }
-            curl_multi_wakeup(multi)
+            curl_multi_wakeup(multi)  // always: stopping is rare
         }
     }
 
     // MARK: the loop thread
 
+    /// Idle easy handles are kept per (url, settings): a handle reused for the same endpoint keeps
+    /// every option but the per-request ones, so a request costs a handful of `setopt` calls.
+    private struct HandleKey: Hashable {
+        let url: String
+        let options: TransferOptions
+    }
+    private static let maxIdlePerKey = 256
+
     private func run(_ multi: UnsafeMutableRawPointer) {
-        var active: [UnsafeMutableRawPointer: Transfer] = [:]
-        var idle: [UnsafeMutableRawPointer] = []
+        var active: [UnsafeMutableRawPointer: (Transfer, HandleKey)] = [:]
+        var idle: [HandleKey: [UnsafeMutableRawPointer]] = [:]
+        func recycle(_ easy: UnsafeMutableRawPointer, _ key: HandleKey) {
+            if idle[key, default: []].count < Self.maxIdlePerKey { idle[key, default: []].append(easy) } else { curl_easy_cleanup(easy) }
+        }
         while true {
             let (submitted, cancelled, stopping) = inbox.withLock { box in
                 defer { box.submitted.removeAll(keepingCapacity: true); box.cancelled.removeAll(keepingCapacity: true) }
@@ -119,23 +135,23 @@ final class CurlLoop: Sendable {
             }
             for t in submitted {
                 if t.cancelRequested.load(ordering: .relaxed) { t.finish(.cancelled); continue }
-                let easy = idle.popLast() ?? curl_easy_init()!
-                if let failure = t.configure(easy) {
-                    curl_easy_reset(easy)
-                    idle.append(easy)
+                let key = HandleKey(url: t.request.url, options: t.request.options)
+                let reused = idle[key]?.popLast()
+                let easy = reused ?? curl_easy_init()!
+                if let failure = t.configure(easy, fresh: reused == nil) {
+                    curl_easy_cleanup(easy)
                     t.finish(failure)
                     continue
                 }
                 t.easy = easy
-                active[easy] = t
+                active[easy] = (t, key)
                 curl_multi_add_handle(multi, easy)
             }
             for t in cancelled {
-                guard let easy = t.easy, active.removeValue(forKey: easy) != nil else { continue }
+                guard let easy = t.easy, let (_, key) = active.removeValue(forKey: easy) else { continue }
                 curl_multi_remove_handle(multi, easy)
                 t.finish(.cancelled)
-                curl_easy_reset(easy)
-                idle.append(easy)
+                recycle(easy, key)
             }
             if stopping { break }
             var running: Int32 = 0
@@ -145,14 +161,24 @@ final class CurlLoop: Sendable {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
                 let code = mesh_curl_msg_result(message)
                 curl_multi_remove_handle(multi, easy)
-                if let t = active.removeValue(forKey: easy) { t.finish(t.outcome(code, easy)) }
-                curl_easy_reset(easy)  // keeps the connection cache (it belongs to the multi handle)
-                idle.append(easy)
+                if let (t, key) = active.removeValue(forKey: easy) {
+                    t.finish(t.outcome(code, easy))
+                    recycle(easy, key)  // connections stay in the multi handle's cache
+                } else {
+                    curl_easy_cleanup(easy)
+                }
             }
-            // Waits for socket activity, curl's own timers, or a wakeup from a new submission.
-            curl_multi_poll(multi, nil, 0, 1000, nil)
+            // Sleep until socket activity, one of curl's timers, or a wakeup from a submission;
+            // not at all when submissions arrived meanwhile.
+            let pending = inbox.withLock { box -> Bool in
+                let pending = !box.submitted.isEmpty || !box.cancelled.isEmpty || box.stopping
+                box.polling = !pending
+                return pending
+            }
+            curl_multi_poll(multi, nil, 0, pending ? 0 : 1000, nil)
+            inbox.withLock { $0.polling = false }
         }
-        for (easy, t) in active {
+        for (easy, (t, _)) in active {
             curl_multi_remove_handle(multi, easy)
             t.finish(.cancelled)
             curl_easy_cleanup(easy)
@@ -160,7 +186,7 @@ final class CurlLoop: Sendable {
         // Transfers that arrived after the last drain.
         let late = inbox.withLock { box in defer { box.submitted.removeAll() }; return box.submitted }
         for t in late { t.finish(.cancelled) }
-        for easy in idle { curl_easy_cleanup(easy) }
+        for handles in idle.values { for easy in handles { curl_easy_cleanup(easy) } }
         curl_multi_cleanup(multi)
         let waiters = finished.withLock { w in defer { w = nil }; return w ?? [] }
         for w in waiters { w.resume() }
@@ -197,16 +223,44 @@ final class Transfer: @unchecked Sendable {
         refused.deallocate()
     }
 
-    /// Sets up `easy` for this request; a failure outcome if curl refused an option.
-    func configure(_ easy: UnsafeMutableRawPointer) -> CurlOutcome? {
+    /// Sets up `easy` for this request; a failure outcome if curl refused an option. A `fresh`
+    /// handle gets every option; a reused one (same url and settings) only the per-request ones.
+    func configure(_ easy: UnsafeMutableRawPointer, fresh: Bool) -> CurlOutcome? {
         let o = request.options
         var rc = CURLE_OK
         func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
-        set(mesh_curl_setopt_str(easy, CURLOPT_URL, request.url))
-        set(mesh_curl_setopt_str(easy, CURLOPT_PROTOCOLS_STR, "http,https"))
-        set(mesh_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        if fresh {
+            set(mesh_curl_setopt_str(easy, CURLOPT_URL, request.url))
+            set(mesh_curl_setopt_str(easy, CURLOPT_PROTOCOLS_STR, "http,https"))
+            set(mesh_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+            set(mesh_curl_setopt_long(easy, CURLOPT_POST, 1))
+            set(mesh_curl_setopt_write_callback(easy, transferWrite, nil))
+            set(mesh_curl_setopt_header_callback(easy, transferHeader, nil))
+            set(mesh_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(o.connectTimeout)))
+            set(mesh_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Self.milliseconds(o.timeout)))
+            let version: Int = switch o.httpVersion {
+            case .auto: Int(CURL_HTTP_VERSION_2TLS)
+            case .http1: Int(CURL_HTTP_VERSION_1_1)
+            case .http2PriorKnowledge: Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+            }
+            set(mesh_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, version))
+            // Wait for an HTTP/2 connection being set up rather than open another one beside it, where
+            // HTTP/2 is possible: TLS (ALPN decides during the handshake) or prior knowledge. Never for
+            // cleartext HTTP/1.1, where curl would learn only from a first response that the
+            // connection cannot multiplex, so one hanging request would hold back every other request
+            // to the same host (a failing webhook slowing a healthy one).
+            let https = request.url.lowercased().hasPrefix("https:")
+            if o.httpVersion == .http2PriorKnowledge || (o.httpVersion == .auto && https) {
+                set(mesh_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
+            }
+            set(mesh_curl_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1))
+            set(mesh_curl_setopt_str(easy, CURLOPT_USERAGENT, "meshgate-webhook/1"))
+            if let f = o.caFile { set(mesh_curl_setopt_str(easy, CURLOPT_CAINFO, f)) }
+            if let f = o.certFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLCERT, f)) }
+            if let f = o.keyFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLKEY, f)) }
+        }
+        // Per request: the buffers and callback data of this transfer.
         set(mesh_curl_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer))
-        set(mesh_curl_setopt_long(easy, CURLOPT_POST, 1))
         // curl reads the body from this buffer while sending; it lives until `finish`.
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
         request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
@@ -216,30 +270,8 @@ final class Transfer: @unchecked Sendable {
         for line in request.headers { headerList = curl_slist_append(headerList, line) }
         set(mesh_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList))
         let me = Unmanaged.passUnretained(self).toOpaque()
-        set(mesh_curl_setopt_write_callback(easy, transferWrite, me))
-        set(mesh_curl_setopt_header_callback(easy, transferHeader, me))
-        set(mesh_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(o.connectTimeout)))
-        set(mesh_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Self.milliseconds(o.timeout)))
-        let version: Int = switch o.httpVersion {
-        case .auto: Int(CURL_HTTP_VERSION_2TLS)
-        case .http1: Int(CURL_HTTP_VERSION_1_1)
-        case .http2PriorKnowledge: Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
-        }
-        set(mesh_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, version))
-        // Wait for an HTTP/2 connection being set up rather than open another one beside it, where
-        // HTTP/2 is possible: TLS (ALPN decides during the handshake) or prior knowledge. Never for
-        // cleartext HTTP/1.1, where curl would learn only from a first response that the
-        // connection cannot multiplex, so one hanging request would hold back every other request
-        // to the same host (a failing webhook slowing a healthy one).
-        let https = request.url.lowercased().hasPrefix("https:")
-        if o.httpVersion == .http2PriorKnowledge || (o.httpVersion == .auto && https) {
-            set(mesh_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
-        }
-        set(mesh_curl_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1))
-        set(mesh_curl_setopt_str(easy, CURLOPT_USERAGENT, "meshgate-webhook/1"))
-        if let f = o.caFile { set(mesh_curl_setopt_str(easy, CURLOPT_CAINFO, f)) }
-        if let f = o.certFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLCERT, f)) }
-        if let f = o.keyFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLKEY, f)) }
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_WRITEDATA, me))
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_HEADERDATA, me))
         if o.denyPrivate {
             refused.pointee = 0
             set(mesh_curl_deny_private_addresses(easy, refused))
