@@ -38,15 +38,38 @@ enum CurlOutcome: Sendable {
     case cancelled
 }
 
-/// The libcurl multi handle and the one thread that drives it: every webhook transfer of the
-/// process runs here, so connections and TLS sessions are reused across connectors and routes,
-/// and no Swift task or NIO event loop ever blocks on the network. Callers hand a transfer over
-/// under a lock and wake the thread (`curl_multi_wakeup`); the thread adds it to the multi
-/// handle, runs `curl_multi_perform`/`curl_multi_poll`, and resumes the caller's continuation
-/// when curl reports it done. Everything curl-related is touched on that thread only.
+/// Where webhook transfers run: one thread with its own libcurl multi handle by default (every
+/// transfer of every connector; connections and TLS sessions reused across connectors and
+/// routes), or a few such threads taking transfers in turn when one core's worth of libcurl is
+/// not enough. No Swift task or NIO event loop ever blocks on the network.
 final class CurlLoop: Sendable {
     /// The most response bytes kept (for the dead-letter event and the status page).
     static let snippetLimit = 512
+    private let threads: [CurlThread]
+    private let next = Atomic<Int>(0)
+
+    init(name: String = "meshgate-webhook", threads: Int = 1) {
+        self.threads = (0..<max(1, threads)).map { CurlThread(name: threads > 1 ? "\(name)-\($0)" : name) }
+    }
+
+    /// Runs the request and returns how it ended. Cancelling the task aborts the transfer.
+    func perform(_ request: CurlRequest) async -> CurlOutcome {
+        if threads.count == 1 { return await threads[0].perform(request) }
+        let i = next.add(1, ordering: .relaxed).newValue
+        return await threads[i % threads.count].perform(request)
+    }
+
+    /// Aborts every transfer (their callers see `.cancelled`) and stops the threads.
+    func shutdown() async {
+        for t in threads { await t.shutdown() }
+    }
+}
+
+/// A libcurl multi handle and the thread that drives it. Callers hand a transfer over under a
+/// lock and wake the thread (`curl_multi_wakeup`) if it sleeps; the thread adds it to the multi
+/// handle, runs `curl_multi_perform`/`curl_multi_poll`, and resumes the caller's continuation
+/// when curl reports it done. Everything curl-related is touched on that thread only.
+final class CurlThread: Sendable {
 
     private struct Inbox {
         var submitted: [Transfer] = []
@@ -62,7 +85,7 @@ final class CurlLoop: Sendable {
     private nonisolated(unsafe) let multi: UnsafeMutableRawPointer
     private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
 
-    init(name: String = "meshgate-webhook", maxConnections: Int = 512) {
+    init(name: String, maxConnections: Int = 512) {
         _ = Self.globalInit
         multi = curl_multi_init()
         _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
@@ -76,7 +99,6 @@ final class CurlLoop: Sendable {
     /// curl_global_init is not thread-safe: run it once, before any handle exists.
     private static let globalInit: Void = { _ = mesh_curl_global_init() }()
 
-    /// Runs the request and returns how it ended. Cancelling the task aborts the transfer.
     func perform(_ request: CurlRequest) async -> CurlOutcome {
         let transfer = Transfer(request)
         return await withTaskCancellationHandler {
@@ -98,7 +120,6 @@ final class CurlLoop: Sendable {
         }
     }
 
-    /// Aborts every transfer (their callers see `.cancelled`) and stops the thread.
     func shutdown() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let done = finished.withLock { waiters -> Bool in

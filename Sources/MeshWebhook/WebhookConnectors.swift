@@ -22,10 +22,12 @@ public final class WebhookConnectors: DestinationProvider, Sendable {
 
     /// `denyPrivate` is the default of every connector's `deny_private` (a connector's own
     /// setting wins): refuse targets that resolve to private, loopback or link-local addresses.
-    public init(logger: Logger = Logger(label: "meshgate.webhook"), denyPrivate: Bool = false) {
+    /// `threads` is the number of libcurl threads (each with its own multi handle and connection
+    /// cache); one carries tens of thousands of requests a second.
+    public init(logger: Logger = Logger(label: "meshgate.webhook"), denyPrivate: Bool = false, threads: Int = 1) {
         self.logger = logger
         self.denyPrivate = denyPrivate
-        loop = CurlLoop()
+        loop = CurlLoop(threads: threads)
     }
 
     public func destination(for connector: ConnectorSpec, route: Route, spec: DestinationSpec) -> (any Destination)? {

@@ -18,6 +18,7 @@ struct BenchWebhook: AsyncParsableCommand {
     @Option(help: "Connections (wrk -c) and the connector's concurrency.") var connections = 32
     @Option(help: "Events per second of the latency scenario.") var rate = 5000
     @Option(help: "Events through the whole route (log → engine → webhook).") var routeEvents = 100_000
+    @Option(help: "libcurl threads of the connector.") var curlThreads = 1
     @Option(help: "Scratch directory for the route scenario (deleted afterwards).") var dir = "./.bench-webhook"
     @Flag(help: "Shorter runs.") var quick = false
     @Option(help: .hidden) var serveReceiver: Int?
@@ -31,16 +32,18 @@ struct BenchWebhook: AsyncParsableCommand {
         let receiver = try BenchReceiverProcess()
         defer { receiver.stop() }
         let url = "http://127.0.0.1:\(receiver.port)/hook"
-        print("meshgate bench webhook — \(ProcessInfo.processInfo.activeProcessorCount) cores, receiver pid \(receiver.pid) at \(url), \(connections) connections, \(seconds)s per scenario\n")
+        print("meshgate bench webhook — \(ProcessInfo.processInfo.activeProcessorCount) cores, receiver pid \(receiver.pid) at \(url), \(connections) connections, \(curlThreads) curl thread(s), \(seconds)s per scenario\n")
 
         let wrk = try runWrk(url: url, seconds: seconds)
         var quiet = Logger(label: "meshgate.bench")
         quiet.logLevel = .error
-        let webhooks = WebhookConnectors(logger: quiet)
+        let webhooks = WebhookConnectors(logger: quiet, threads: curlThreads)
         defer { Task { await webhooks.stop() } }
         let destination = try makeDestination(webhooks, url: url)
 
         let direct = await throughput(destination, seconds: seconds)
+        let batched = await throughput(try makeDestination(webhooks, url: url, name: "bench-batch", extra: ["mode": "batch", "batch_size": "100", "batch_linger": "2ms"]),
+                                       seconds: seconds, workers: 1000)
         let route = try await routeThroughput(webhooks: webhooks, url: url, logger: quiet)
         let baseline = try BenchReceiver.roundTrips(port: receiver.port, count: quick ? 2000 : 5000)
         let latency = await fixedRate(destination, rate: rate, seconds: quick ? 2 : seconds)
@@ -51,6 +54,7 @@ struct BenchWebhook: AsyncParsableCommand {
         print("| wrk -t1 -c\(connections) POST (same receiver, ceiling) | \(fmt(wrk)) | 1.00 |")
         print("| connector: \(connections * 2) tasks calling deliver(), concurrency \(connections) | \(fmt(direct)) | \(String(format: "%.2f", direct / wrk)) |")
         print("| route: \(routeEvents) events log → engine → webhook | \(fmt(route)) | \(String(format: "%.2f", route / wrk)) |")
+        print("| connector, mode: batch (≤ 100 events a request), 1000 tasks | \(fmt(batched)) | \(String(format: "%.2f", batched / wrk)) |")
         print("")
         print("latency at \(rate) events/s for \(quick ? 2 : Int(seconds))s (\(latency.count) events, \(latency.errors) errors), microseconds:")
         print("| | p50 | p90 | p99 | p99.9 | max |")
@@ -66,9 +70,9 @@ struct BenchWebhook: AsyncParsableCommand {
 
     // MARK: scenarios
 
-    private func makeDestination(_ webhooks: WebhookConnectors, url: String, name: String = "bench") throws -> any Destination {
+    private func makeDestination(_ webhooks: WebhookConnectors, url: String, name: String = "bench", extra: [String: String] = [:]) throws -> any Destination {
         let at = SourceLocation(file: "bench", line: 1, column: 1)
-        let options = ["url": url, "concurrency": String(connections)]
+        let options = ["url": url, "concurrency": String(connections)].merging(extra) { $1 }
         let connector = ConnectorSpec(name: name, kind: .webhook, url: url, options: options, redactedOptions: options, location: at)
         let spec = DestinationSpec(target: .connector(name: name, topic: try Template("{topic}", captures: 0, attributes: false)), location: at)
         let route = Route(name: "bench", source: .topics(try TopicPattern("bench/#")), filter: nil, destinations: [spec], location: at)
@@ -117,9 +121,9 @@ struct BenchWebhook: AsyncParsableCommand {
     }
 
     /// Closed loop: `2 × connections` tasks deliver back to back for `seconds`.
-    private func throughput(_ destination: any Destination, seconds: Double) async -> Double {
+    private func throughput(_ destination: any Destination, seconds: Double, workers: Int? = nil) async -> Double {
         let count = WebhookBenchCounter()
-        let workers = connections * 2
+        let workers = workers ?? connections * 2
         let clock = ContinuousClock()
         let start = clock.now
         let end = start + .milliseconds(Int64(seconds * 1000))
