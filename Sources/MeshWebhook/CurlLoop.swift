@@ -233,13 +233,21 @@ final class Transfer: @unchecked Sendable {
     fileprivate var snippet: [UInt8] = []
     fileprivate var retryAfter: String?
 
+    /// Builds curl's copies of the headers and body here, on the caller's thread, so the curl
+    /// thread (the connector's bottleneck under load) only hands pointers to libcurl.
     init(_ request: CurlRequest) {
         self.request = request
         errorBuffer.initialize(to: 0)
         refused.initialize(to: 0)
+        for line in request.headers { headerList = curl_slist_append(headerList, line) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
+        request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
+        body = buffer
     }
 
     deinit {
+        if let headerList { curl_slist_free_all(headerList) }
+        body?.deallocate()
         errorBuffer.deallocate()
         refused.deallocate()
     }
@@ -282,13 +290,9 @@ final class Transfer: @unchecked Sendable {
         }
         // Per request: the buffers and callback data of this transfer.
         set(mesh_curl_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer))
-        // curl reads the body from this buffer while sending; it lives until `finish`.
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
-        request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
-        body = buffer
+        // curl reads the body and headers from these buffers while sending; they live until `finish`.
         set(mesh_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
-        set(mesh_curl_setopt_ptr(easy, CURLOPT_POSTFIELDS, buffer))
-        for line in request.headers { headerList = curl_slist_append(headerList, line) }
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_POSTFIELDS, body))
         set(mesh_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList))
         let me = Unmanaged.passUnretained(self).toOpaque()
         set(mesh_curl_setopt_ptr(easy, CURLOPT_WRITEDATA, me))
@@ -319,12 +323,10 @@ final class Transfer: @unchecked Sendable {
         return .failed(code: Int(code.rawValue), message: message, refused: refused.pointee != 0)
     }
 
-    /// Frees what curl was given and resumes the caller. Called exactly once, on the loop thread.
+    /// Resumes the caller. Called exactly once, on the loop thread, after the handle left the
+    /// multi handle, which then no longer reads the header list and body: `deinit` frees them on
+    /// whichever thread lets go last (usually the caller's).
     func finish(_ outcome: CurlOutcome) {
-        if let headerList { curl_slist_free_all(headerList) }
-        headerList = nil
-        body?.deallocate()
-        body = nil
         easy = nil
         continuation?.resume(returning: outcome)
         continuation = nil
