@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test setup build release bench-log bench-log-quick bench-routes bench-mqtt clean
+.PHONY: run test setup build release bench-log bench-log-quick bench-routes bench-mqtt bench-webhook clean
 
 setup:
 	@scripts/setup.sh
@@ -38,6 +38,10 @@ bench-routes: release
 ## The MQTT connector against mosquitto_pub/mosquitto_sub on a local broker (release build).
 bench-mqtt: release
 	.build/release/meshgate bench mqtt $(BENCH_FLAGS)
+
+## Webhook connector throughput and latency against wrk on the same receiver (release build).
+bench-webhook: release
+	.build/release/meshgate bench webhook $(BENCH_FLAGS)
 
 clean:
 	rm -rf .build .bench-log

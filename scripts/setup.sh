@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   libmosquitto-dev       # MQTT connector (libmosquitto)
   libcurl4-openssl-dev   # webhook connector (libcurl)
+  libssl-dev             # webhook signatures: HMAC-SHA256 from the libcrypto libcurl already uses
   mosquitto              # the real broker the MQTT tests start
   mosquitto-clients      # mosquitto_pub / mosquitto_sub in tests and examples
   python3-paho-mqtt      # the MQTT tests' publisher (reconnects and resends across broker restarts)
@@ -15,7 +16,7 @@ packages=(
   python3-yaml
   python3-pip            # installs the Python packages below when missing
   curl
-  wrk                    # scripts/bench-http.sh
+  wrk                    # scripts/bench-http.sh and meshgate bench webhook compare against it
 )
 
 missing=()
@@ -40,6 +41,13 @@ if ((${#py_missing[@]})); then
   echo "meshgate setup: pip installing ${py_missing[*]}"
   python3 -m pip install -q "${py_missing[@]}" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
+fi
+
+# The reference Standard Webhooks verifier, for the webhook signature tests and the example receiver.
+if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+  echo "meshgate setup: installing the Python package standardwebhooks"
+  python3 -m pip install --quiet standardwebhooks 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages standardwebhooks
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

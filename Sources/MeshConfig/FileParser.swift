@@ -1,3 +1,4 @@
+import Foundation
 import MeshCore
 import MeshRouting
 import Yams
@@ -14,7 +15,8 @@ struct FileParser {
         .mqtt: ["type", "url", "client_id", "username", "password", "protocol", "qos", "retain", "clean_session", "keepalive",
                 "session_expiry", "max_inflight", "reconnect_backoff", "reconnect_max_backoff", "tls_insecure",
                 "ca_file", "cert_file", "key_file"],
-        .webhook: ["type", "url", "secret", "mode", "timeout", "concurrency", "headers", "ca_file", "cert_file", "key_file"],
+        .webhook: ["type", "url", "secret", "mode", "timeout", "connect_timeout", "concurrency", "headers", "http_version",
+                   "deny_private", "batch_size", "batch_linger", "ca_file", "cert_file", "key_file"],
         .meshgate: ["type", "url", "token", "ca_file", "cert_file", "key_file"],
     ]
     static let schemes: [ConnectorSpec.Kind: [String]] = [
@@ -79,8 +81,9 @@ struct FileParser {
             }
             if key == "headers" {
                 guard let headers = reader.entries(value, what: "headers") else { ok = false; continue }
-                for (h, _, hv) in headers {
+                for (h, hk, hv) in headers {
                     guard let s = reader.string(hv, what: "header \(h)") else { ok = false; continue }
+                    if let problem = Self.headerProblem(name: h, value: s) { reader.error(hk, problem); ok = false; continue }
                     options["headers.\(h)"] = s
                     redacted["headers.\(h)"] = h.lowercased() == "authorization" ? "***" : (reader.raw(hv) ?? "")
                 }
@@ -106,16 +109,34 @@ struct FileParser {
             case "protocol":
                 if !["3.1.1", "5"].contains(s) { reader.error(value, "protocol must be 3.1.1 or 5, not '\(s)'"); ok = false }
             case "mode":
-                if !["binary", "structured"].contains(s) { reader.error(value, "mode must be binary or structured, not '\(s)'"); ok = false }
+                if !["binary", "structured", "batch"].contains(s) { reader.error(value, "mode must be binary, structured or batch, not '\(s)'"); ok = false }
             case "session_expiry" where s == "never":
                 break
-            case "timeout", "keepalive", "session_expiry", "reconnect_backoff", "reconnect_max_backoff":
+            case "timeout", "keepalive", "connect_timeout":
+                if (YAMLReader.parseDuration(s) ?? .zero) <= .zero { reader.error(value, "\(key) must be a duration like 10s, not '\(s)'"); ok = false }
+            case "session_expiry", "reconnect_backoff", "reconnect_max_backoff":
                 if YAMLReader.parseDuration(s) == nil { reader.error(value, "\(key) must be a duration like 10s, not '\(s)'"); ok = false }
-            case "concurrency":
-                if (Int(s) ?? 0) < 1 { reader.error(value, "concurrency must be a whole number of at least 1, not '\(s)'"); ok = false }
+            case "batch_linger":
+                if YAMLReader.parseDuration(s) == nil { reader.error(value, "batch_linger must be a duration like 5ms, not '\(s)'"); ok = false }
+            case "concurrency", "batch_size":
+                if !(1...10_000).contains(Int(s) ?? 0) { reader.error(value, "\(key) must be a whole number from 1 to 10000, not '\(s)'"); ok = false }
             case "max_inflight":
                 if !(1...65535).contains(Int(s) ?? 0) { reader.error(value, "max_inflight must be a whole number from 1 to 65535, not '\(s)'"); ok = false }
-            case "retain", "clean_session", "tls_insecure":
+            case "http_version":
+                if !["auto", "1.1", "2"].contains(s) { reader.error(value, "http_version must be auto, 1.1 or 2, not '\(s)'"); ok = false }
+            case "secret" where kind == .webhook:
+                // Standard Webhooks secrets: whsec_<base64>, several separated by spaces while rotating.
+                // The message never shows the value.
+                let items = s.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" || $0 == "\t" })
+                if items.isEmpty { reader.error(value, "secret is empty; expected whsec_ followed by base64"); ok = false }
+                for (i, item) in items.enumerated() {
+                    let encoded = item.hasPrefix("whsec_") ? String(item.dropFirst(6)) : String(item)
+                    if (Data(base64Encoded: encoded) ?? Data()).isEmpty {
+                        reader.error(value, "secret \(i + 1) of \(items.count) is not a Standard Webhooks secret; expected whsec_ followed by base64")
+                        ok = false
+                    }
+                }
+            case "retain", "clean_session", "tls_insecure", "deny_private":
                 if !["true", "false"].contains(s.lowercased()) { reader.error(value, "\(key) must be true or false, not '\(s)'"); ok = false }
             default: break
             }
@@ -126,6 +147,22 @@ struct FileParser {
         }
         guard ok else { return nil }
         return ConnectorSpec(name: name, kind: kind, url: url, options: options, redactedOptions: redacted, location: location(keyNode))
+    }
+
+    /// Why a webhook `headers:` entry cannot be sent, or nil. The connector sets the CloudEvents,
+    /// signature and framing headers itself.
+    static func headerProblem(name: String, value: String) -> String? {
+        let token = !name.isEmpty && name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(b)
+        }
+        if !token { return "'\(name)' is not a valid HTTP header name" }
+        let n = name.lowercased()
+        if n.hasPrefix("ce-") || n.hasPrefix("webhook-")
+            || ["content-type", "content-length", "host", "expect", "transfer-encoding", "connection", "meshgate-topic"].contains(n) {
+            return "header '\(name)' is set by the webhook connector and cannot be given in headers"
+        }
+        if value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) { return "header '\(name)' has a line break in its value" }
+        return nil
     }
 
     func isName(_ s: String) -> Bool {

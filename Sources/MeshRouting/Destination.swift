@@ -32,18 +32,22 @@ public protocol DestinationProvider: Sendable {
 
 /// A failed delivery. `status` is a protocol status (HTTP code, or an MQTT reason code mapped to
 /// one); `retryAfter` comes from a `Retry-After` header or equivalent; `retryable` overrides the
-/// policy's status classes when the destination knows better (nil: let the policy decide).
+/// policy's status classes when the destination knows better (nil: let the policy decide);
+/// `response` is the start of what the destination answered (an HTTP body), kept on the
+/// dead-letter event so whoever reads it can see why the destination refused.
 public struct DeliveryError: MeshError, Equatable {
     public let reason: String
     public let status: Int?
     public let retryAfter: Duration?
     public let retryable: Bool?
+    public let response: String?
 
-    public init(_ reason: String, status: Int? = nil, retryAfter: Duration? = nil, retryable: Bool? = nil) {
+    public init(_ reason: String, status: Int? = nil, retryAfter: Duration? = nil, retryable: Bool? = nil, response: String? = nil) {
         self.reason = reason
         self.status = status
         self.retryAfter = retryAfter
         self.retryable = retryable
+        self.response = response
     }
 
     public var code: String { "delivery.failed" }

@@ -322,6 +322,7 @@ final class PairWorker: Sendable {
         dead.extensions["deadletterreason"] = failure.reason
         dead.extensions["deadletterattempts"] = String(attempts)
         if let status = failure.status { dead.extensions["deadletterstatus"] = String(status) }
+        if let response = failure.response, !response.isEmpty { dead.extensions["deadletterresponse"] = response }
         dead.extensions["deadletterdest"] = spec.label
         dead.extensions["deadletterroute"] = route.name
         dead.extensions["deadlettertopic"] = event.topic.name

@@ -47,13 +47,14 @@ public final class RouteEngine: Sendable {
                 guard case .topics = route.source else { continue }  // ingress runs in its connector
                 for i in route.destinations.indices { wanted[route.group(destination: i)] = (route, i) }
             }
-            let (old, isStopped) = state.withLock { ($0.workers, $0.stopped) }
+            let (old, isStopped, oldTable) = state.withLock { ($0.workers, $0.stopped, $0.table) }
             if isStopped { return result }
             var keep: [String: PairWorker] = [:]
             var retire: [PairWorker] = []
             for (group, worker) in old {
                 if let (route, i) = wanted[group], route.selectionKey == worker.route.selectionKey,
-                   route.destinations[i] == worker.spec {
+                   route.destinations[i] == worker.spec,
+                   Self.sameConnector(of: worker.spec, old: oldTable, new: table) {
                     keep[group] = worker
                     result.kept.append(group)
                 } else {
@@ -89,6 +90,17 @@ public final class RouteEngine: Sendable {
                 return Array(s.workers.values)
             }
             for w in workers { await w.stop() }
+        }
+    }
+
+    /// A pair whose connector's url or options changed must restart: its destination runtime was
+    /// built from the old settings.
+    static func sameConnector(of spec: DestinationSpec, old: RouteTable, new: RouteTable) -> Bool {
+        guard case .connector(let name, _) = spec.target else { return true }
+        switch (old.connectors[name], new.connectors[name]) {
+        case (nil, nil): return true
+        case (let a?, let b?): return a.sameRuntime(as: b)
+        default: return false
         }
     }
 

@@ -34,6 +34,12 @@ public struct ConnectorSpec: Hashable, Sendable {
         self.redactedOptions = redactedOptions
         self.location = location
     }
+
+    /// Whether a runtime built from `other` behaves as one built from this spec (where it was
+    /// written does not matter).
+    public func sameRuntime(as other: ConnectorSpec) -> Bool {
+        kind == other.kind && url == other.url && options == other.options
+    }
 }
 
 /// What a route reads: mesh topics matching a pattern, or a connector's ingress.
@@ -87,7 +93,7 @@ public struct DeliveryPolicy: Hashable, Sendable {
     public var startAtEarliest: Bool
 
     public init(attempts: Int? = nil, backoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30),
-                maxElapsed: Duration? = nil, jitter: Bool = true, retryOn: Set<String> = ["5xx", "429", "408"],
+                maxElapsed: Duration? = nil, jitter: Bool = true, retryOn: Set<String> = ["5xx", "429", "425", "408"],
                 respectRetryAfter: Bool = true, ordering: Ordering = .key, inFlight: Int = 16, buffer: Int = 256,
                 startAtEarliest: Bool = false) {
         self.attempts = attempts

@@ -10,7 +10,7 @@ struct Meshgate: AsyncParsableCommand {
         abstract: "A protocol-agnostic event-mesh routing gateway with a built-in durable log.",
         version: meshgateVersion,
         subcommands: [Serve.self, PublishCommand.self, SubscribeCommand.self, Topics.self, Status.self, Routes.self, Bench.self,
-                      AppendLoad.self, RouteRun.self, BareHTTP.self, MQTTRun.self]
+                      AppendLoad.self, RouteRun.self, BareHTTP.self, MQTTRun.self, WebhookRun.self]
     )
 
     /// SPEC §7's exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message

@@ -84,7 +84,7 @@ connectors:
         let hook = ScriptedDestination()
         hook.state.withLock { $0.failForever = true }
         let other = ScriptedDestination()
-        other.state.withLock { $0.failForever = true; $0.failure = DeliveryError("bad request", status: 400) }
+        other.state.withLock { $0.failForever = true; $0.failure = DeliveryError("bad request", status: 400, response: #"{"error":"no such customer"}"#) }
         let engine = RouteEngine(log: log, provider: TestProvider(byConnector: ["hook": hook, "other": other]), logger: quietLogger)
         await engine.apply(try table(connectors + """
         routes:
@@ -108,9 +108,11 @@ connectors:
         #expect(dead.extensions["deadletterroute"] == "billing")
         #expect(dead.extensions["deadlettertopic"] == "orders/eu")
         #expect(hook.attemptCount == 3)
-        // A 400 is not in retry_on (5xx, 429, 408): one attempt, then the dead-letter topic.
+        // A 400 is not in retry_on (5xx, 429, 425, 408): one attempt, then the dead-letter topic.
         let bad = try events(log, "dlq/other")[0]
         #expect(bad.extensions["deadletterattempts"] == "1" && bad.extensions["deadletterstatus"] == "400")
+        #expect(bad.extensions["deadletterresponse"] == #"{"error":"no such customer"}"#)
+        #expect(dead.extensions["deadletterresponse"] == nil)
         #expect(other.attemptCount == 1)
         #expect(engine.status.map(\.counters.deadLettered) == [1, 1])
         await engine.stop()
@@ -213,6 +215,26 @@ connectors:
         let ids = try events(log, "kept/a").map(\.id)
         #expect(ids.count == 2000, "duplicates: \(ids.count - Set(ids).count)")
         #expect(Set(ids) == Set((0..<2000).map { "e\($0)" }))
+        await engine.stop()
+    }
+
+    @Test func aChangedConnectorRestartsItsPairsAndAMovedOneDoesNot() async throws {
+        let dir = ScratchDirectory()
+        let log = try openLog(dir.path)
+        defer { log.close() }
+        let hook = ScriptedDestination()
+        let engine = RouteEngine(log: log, provider: TestProvider(byConnector: ["hook": hook]), logger: quietLogger)
+        let routes = """
+        routes:
+          - {name: r, from: "in/#", to: [{connector: hook}]}
+        """
+        await engine.apply(try table(connectors + routes))
+        // The same connector written elsewhere in the file: the pair keeps running.
+        let moved = await engine.apply(try table("\n\n" + connectors + routes))
+        #expect(moved.kept == ["route:r:0"] && moved.started.isEmpty)
+        // A new url: the runtime built from the old one must go.
+        let changed = await engine.apply(try table(connectors.replacingOccurrences(of: "9/h", with: "9/h2") + routes))
+        #expect(changed.stopped == ["route:r:0"] && changed.started == ["route:r:0"])
         await engine.stop()
     }
 

@@ -70,11 +70,11 @@ import Testing
         """.write(toFile: routes + "/a.yaml", atomically: true, encoding: .utf8)
         let log = try openLog(dir.path)
         defer { log.close() }
-        let manager = RouteManager(path: routes, engine: RouteEngine(log: log, logger: quietLogger), environment: ["S": "topsecret"], logger: quietLogger)
+        let manager = RouteManager(path: routes, engine: RouteEngine(log: log, logger: quietLogger), environment: ["S": "whsec_dG9wc2VjcmV0"], logger: quietLogger)
         #expect(await manager.reload().ok)
         let status = manager.status
         #expect(status.connectors[0].options["secret"] == "***")
-        #expect(!"\(status)".contains("topsecret"))
+        #expect(!"\(status)".contains("dG9wc2VjcmV0"))
         // No connector runtime is registered: the destination waits, its events stay in the log.
         #expect(status.destinations[0].state == .waiting)
         await manager.stop()

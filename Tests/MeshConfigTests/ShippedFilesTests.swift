@@ -41,7 +41,7 @@ struct ShippedFilesTests {
                 #expect(outcome.passed, "\(c.name): \(outcome.failures)")
             }
         }
-        let federation = try RouteLoader.load(path: repositoryRoot + "/examples", environment: ["BILLING_SECRET": "x", "SITE_B_TOKEN": "y"])
+        let federation = try RouteLoader.load(path: repositoryRoot + "/examples", environment: ["BILLING_SECRET": "whsec_eA==", "SITE_B_TOKEN": "y"])
         #expect(federation.connectors.count == 3)
     }
 

@@ -1,0 +1,47 @@
+#ifndef MESHGATE_CCURL_SHIMS_H
+#define MESHGATE_CCURL_SHIMS_H
+
+// libcurl's curl_easy_setopt, curl_multi_setopt and curl_easy_getinfo are C variadic functions,
+// which Swift cannot call. These wrappers give each argument type its own typed entry point.
+
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+
+CURLcode mesh_curl_setopt_long(CURL *handle, CURLoption option, long value);
+CURLcode mesh_curl_setopt_off(CURL *handle, CURLoption option, curl_off_t value);
+CURLcode mesh_curl_setopt_ptr(CURL *handle, CURLoption option, void *value);
+CURLcode mesh_curl_setopt_str(CURL *handle, CURLoption option, const char *value);
+CURLcode mesh_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value);
+
+typedef size_t (*mesh_curl_data_callback)(char *data, size_t size, size_t count, void *userdata);
+CURLcode mesh_curl_setopt_write_callback(CURL *handle, mesh_curl_data_callback callback, void *userdata);
+CURLcode mesh_curl_setopt_header_callback(CURL *handle, mesh_curl_data_callback callback, void *userdata);
+
+/// Makes curl open its sockets through `mesh_curl_open_public_socket`, which refuses loopback,
+/// private, link-local and other non-public addresses after DNS resolution. `refused` is set to
+/// 1 when an address was refused, so the caller can tell a refusal from a connection error.
+CURLcode mesh_curl_deny_private_addresses(CURL *handle, int *refused);
+
+CURLMcode mesh_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
+
+CURLcode mesh_curl_getinfo_long(CURL *handle, CURLINFO info, long *value);
+CURLcode mesh_curl_getinfo_off(CURL *handle, CURLINFO info, curl_off_t *value);
+
+/// The result code of a CURLMSG_DONE message (a member of an anonymous union in C).
+CURLcode mesh_curl_msg_result(const CURLMsg *message);
+
+CURLcode mesh_curl_global_init(void);
+
+/// 1 when the address (IPv4 or IPv6, as from inet_pton; `family` AF_INET or AF_INET6) is not a
+/// public unicast address: loopback, private (RFC 1918, unique local), link-local, CGNAT,
+/// unspecified, multicast, broadcast, documentation and other reserved ranges, and IPv4-mapped,
+/// IPv4-compatible, NAT64 and 6to4 forms of those.
+int mesh_address_is_denied(int family, const unsigned char *address);
+
+/// HMAC-SHA256 of `message` under `key` into `out` (32 bytes). Returns 1 on success.
+int mesh_hmac_sha256(const unsigned char *key, size_t key_length,
+                     const unsigned char *message, size_t message_length,
+                     unsigned char out[32]);
+
+#endif

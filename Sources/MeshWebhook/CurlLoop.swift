@@ -1,0 +1,364 @@
+import CCurl
+import CCurlShims
+import Foundation
+import Synchronization
+
+/// One HTTP POST, as the curl thread needs it. Built on the caller's task.
+struct CurlRequest: Sendable {
+    var url: String
+    /// Complete header lines, `Name: value`.
+    var headers: [String]
+    var body: [UInt8]
+    var options: TransferOptions
+}
+
+/// Per-endpoint transfer settings (from the connector's options).
+struct TransferOptions: Sendable, Hashable {
+    enum HTTPVersion: String, Sendable, Hashable {
+        /// HTTP/2 when TLS negotiation (ALPN) offers it, HTTP/1.1 otherwise.
+        case auto
+        case http1 = "1.1"
+        /// HTTP/2 without negotiation (cleartext h2c by prior knowledge).
+        case http2PriorKnowledge = "2"
+    }
+    var connectTimeout: Duration = .seconds(5)
+    var timeout: Duration = .seconds(30)
+    var httpVersion: HTTPVersion = .auto
+    var caFile: String?
+    var certFile: String?
+    var keyFile: String?
+    var denyPrivate = false
+}
+
+/// How a transfer ended.
+enum CurlOutcome: Sendable {
+    case response(status: Int, retryAfter: String?, body: [UInt8])
+    /// `code` is libcurl's CURLcode; `refused` is true when the SSRF guard refused every address.
+    case failed(code: Int, message: String, refused: Bool)
+    case cancelled
+}
+
+/// Where webhook transfers run: one thread with its own libcurl multi handle by default (every
+/// transfer of every connector; connections and TLS sessions reused across connectors and
+/// routes), or a few such threads taking transfers in turn when one core's worth of libcurl is
+/// not enough. No Swift task or NIO event loop ever blocks on the network.
+final class CurlLoop: Sendable {
+    /// The most response bytes kept (for the dead-letter event and the status page).
+    static let snippetLimit = 512
+    private let threads: [CurlThread]
+    private let next = Atomic<Int>(0)
+
+    init(name: String = "meshgate-webhook", threads: Int = 1) {
+        self.threads = (0..<max(1, threads)).map { CurlThread(name: threads > 1 ? "\(name)-\($0)" : name) }
+    }
+
+    /// Runs the request and returns how it ended. Cancelling the task aborts the transfer.
+    func perform(_ request: CurlRequest) async -> CurlOutcome {
+        if threads.count == 1 { return await threads[0].perform(request) }
+        let i = next.add(1, ordering: .relaxed).newValue
+        return await threads[i % threads.count].perform(request)
+    }
+
+    /// Aborts every transfer (their callers see `.cancelled`) and stops the threads.
+    func shutdown() async {
+        for t in threads { await t.shutdown() }
+    }
+}
+
+/// A libcurl multi handle and the thread that drives it. Callers hand a transfer over under a
+/// lock and wake the thread (`curl_multi_wakeup`) if it sleeps; the thread adds it to the multi
+/// handle, runs `curl_multi_perform`/`curl_multi_poll`, and resumes the caller's continuation
+/// when curl reports it done. Everything curl-related is touched on that thread only.
+final class CurlThread: Sendable {
+
+    private struct Inbox {
+        var submitted: [Transfer] = []
+        var cancelled: [Transfer] = []
+        var stopping = false
+        /// The thread is in (or about to enter) `curl_multi_poll`: only then does a submission
+        /// need a wakeup, which saves a syscall per request under load.
+        var polling = false
+    }
+    private let inbox = Mutex(Inbox())
+    /// The multi handle: created in `init`, used on the loop thread, and by `curl_multi_wakeup`,
+    /// which libcurl documents as callable from any thread.
+    private nonisolated(unsafe) let multi: UnsafeMutableRawPointer
+    private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
+
+    init(name: String, maxConnections: Int = 512) {
+        _ = Self.globalInit
+        multi = curl_multi_init()
+        _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnections)
+        let m = UnsafeSendable(multi)
+        let thread = Thread { [self] in run(m.value) }
+        thread.name = name
+        thread.start()
+    }
+
+    /// curl_global_init is not thread-safe: run it once, before any handle exists.
+    private static let globalInit: Void = { _ = mesh_curl_global_init() }()
+
+    func perform(_ request: CurlRequest) async -> CurlOutcome {
+        let transfer = Transfer(request)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<CurlOutcome, Never>) in
+                transfer.continuation = c
+                let (accepted, wake) = inbox.withLock { box -> (Bool, Bool) in
+                    if box.stopping { return (false, false) }
+                    box.submitted.append(transfer)
+                    defer { box.polling = false }
+                    return (true, box.polling)
+                }
+                if wake { curl_multi_wakeup(multi) }
+                if !accepted { c.resume(returning: .cancelled) }
+            }
+        } onCancel: {
+            transfer.cancelRequested.store(true, ordering: .relaxed)
+            inbox.withLock { $0.cancelled.append(transfer) }
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    func shutdown() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = finished.withLock { waiters -> Bool in
+                guard waiters != nil else { return true }
+                waiters!.append(c)
+                return false
+            }
+            if done { c.resume(); return }
+            inbox.withLock { $0.stopping = true }
+            curl_multi_wakeup(multi)  // always: stopping is rare
+        }
+    }
+
+    // MARK: the loop thread
+
+    /// Idle easy handles are kept per (url, settings): a handle reused for the same endpoint keeps
+    /// every option but the per-request ones, so a request costs a handful of `setopt` calls.
+    private struct HandleKey: Hashable {
+        let url: String
+        let options: TransferOptions
+    }
+    private static let maxIdlePerKey = 256
+
+    private func run(_ multi: UnsafeMutableRawPointer) {
+        var active: [UnsafeMutableRawPointer: (Transfer, HandleKey)] = [:]
+        var idle: [HandleKey: [UnsafeMutableRawPointer]] = [:]
+        func recycle(_ easy: UnsafeMutableRawPointer, _ key: HandleKey) {
+            if idle[key, default: []].count < Self.maxIdlePerKey { idle[key, default: []].append(easy) } else { curl_easy_cleanup(easy) }
+        }
+        while true {
+            let (submitted, cancelled, stopping) = inbox.withLock { box in
+                defer { box.submitted.removeAll(keepingCapacity: true); box.cancelled.removeAll(keepingCapacity: true) }
+                return (box.submitted, box.cancelled, box.stopping)
+            }
+            for t in submitted {
+                if t.cancelRequested.load(ordering: .relaxed) { t.finish(.cancelled); continue }
+                let key = HandleKey(url: t.request.url, options: t.request.options)
+                let reused = idle[key]?.popLast()
+                let easy = reused ?? curl_easy_init()!
+                if let failure = t.configure(easy, fresh: reused == nil) {
+                    curl_easy_cleanup(easy)
+                    t.finish(failure)
+                    continue
+                }
+                t.easy = easy
+                active[easy] = (t, key)
+                curl_multi_add_handle(multi, easy)
+            }
+            for t in cancelled {
+                guard let easy = t.easy, let (_, key) = active.removeValue(forKey: easy) else { continue }
+                curl_multi_remove_handle(multi, easy)
+                t.finish(.cancelled)
+                recycle(easy, key)
+            }
+            if stopping { break }
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var left: Int32 = 0
+            while let message = curl_multi_info_read(multi, &left) {
+                guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+                let code = mesh_curl_msg_result(message)
+                curl_multi_remove_handle(multi, easy)
+                if let (t, key) = active.removeValue(forKey: easy) {
+                    t.finish(t.outcome(code, easy))
+                    recycle(easy, key)  // connections stay in the multi handle's cache
+                } else {
+                    curl_easy_cleanup(easy)
+                }
+            }
+            // Sleep until socket activity, one of curl's timers, or a wakeup from a submission;
+            // not at all when submissions arrived meanwhile.
+            let pending = inbox.withLock { box -> Bool in
+                let pending = !box.submitted.isEmpty || !box.cancelled.isEmpty || box.stopping
+                box.polling = !pending
+                return pending
+            }
+            curl_multi_poll(multi, nil, 0, pending ? 0 : 1000, nil)
+            inbox.withLock { $0.polling = false }
+        }
+        for (easy, (t, _)) in active {
+            curl_multi_remove_handle(multi, easy)
+            t.finish(.cancelled)
+            curl_easy_cleanup(easy)
+        }
+        // Transfers that arrived after the last drain.
+        let late = inbox.withLock { box in defer { box.submitted.removeAll() }; return box.submitted }
+        for t in late { t.finish(.cancelled) }
+        for handles in idle.values { for easy in handles { curl_easy_cleanup(easy) } }
+        curl_multi_cleanup(multi)
+        let waiters = finished.withLock { w in defer { w = nil }; return w ?? [] }
+        for w in waiters { w.resume() }
+    }
+}
+
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// One transfer in flight. After submission only the loop thread touches it (but for the
+/// atomic cancel flag); C buffers it owns live until `finish`.
+final class Transfer: @unchecked Sendable {
+    let request: CurlRequest
+    var continuation: CheckedContinuation<CurlOutcome, Never>?
+    let cancelRequested = Atomic<Bool>(false)
+    var easy: UnsafeMutableRawPointer?
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var body: UnsafeMutableRawPointer?
+    private var errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    private let refused = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    fileprivate var snippet: [UInt8] = []
+    fileprivate var retryAfter: String?
+
+    /// Builds curl's copies of the headers and body here, on the caller's thread, so the curl
+    /// thread (the connector's bottleneck under load) only hands pointers to libcurl.
+    init(_ request: CurlRequest) {
+        self.request = request
+        errorBuffer.initialize(to: 0)
+        refused.initialize(to: 0)
+        for line in request.headers { headerList = curl_slist_append(headerList, line) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
+        request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
+        body = buffer
+    }
+
+    deinit {
+        if let headerList { curl_slist_free_all(headerList) }
+        body?.deallocate()
+        errorBuffer.deallocate()
+        refused.deallocate()
+    }
+
+    /// Sets up `easy` for this request; a failure outcome if curl refused an option. A `fresh`
+    /// handle gets every option; a reused one (same url and settings) only the per-request ones.
+    func configure(_ easy: UnsafeMutableRawPointer, fresh: Bool) -> CurlOutcome? {
+        let o = request.options
+        var rc = CURLE_OK
+        func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
+        if fresh {
+            set(mesh_curl_setopt_str(easy, CURLOPT_URL, request.url))
+            set(mesh_curl_setopt_str(easy, CURLOPT_PROTOCOLS_STR, "http,https"))
+            set(mesh_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+            set(mesh_curl_setopt_long(easy, CURLOPT_POST, 1))
+            set(mesh_curl_setopt_write_callback(easy, transferWrite, nil))
+            set(mesh_curl_setopt_header_callback(easy, transferHeader, nil))
+            set(mesh_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(o.connectTimeout)))
+            set(mesh_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Self.milliseconds(o.timeout)))
+            let version: Int = switch o.httpVersion {
+            case .auto: Int(CURL_HTTP_VERSION_2TLS)
+            case .http1: Int(CURL_HTTP_VERSION_1_1)
+            case .http2PriorKnowledge: Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+            }
+            set(mesh_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, version))
+            // Wait for an HTTP/2 connection being set up rather than open another one beside it, where
+            // HTTP/2 is possible: TLS (ALPN decides during the handshake) or prior knowledge. Never for
+            // cleartext HTTP/1.1, where curl would learn only from a first response that the
+            // connection cannot multiplex, so one hanging request would hold back every other request
+            // to the same host (a failing webhook slowing a healthy one).
+            let https = request.url.lowercased().hasPrefix("https:")
+            if o.httpVersion == .http2PriorKnowledge || (o.httpVersion == .auto && https) {
+                set(mesh_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1))
+            }
+            set(mesh_curl_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1))
+            set(mesh_curl_setopt_str(easy, CURLOPT_USERAGENT, "meshgate-webhook/1"))
+            if let f = o.caFile { set(mesh_curl_setopt_str(easy, CURLOPT_CAINFO, f)) }
+            if let f = o.certFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLCERT, f)) }
+            if let f = o.keyFile { set(mesh_curl_setopt_str(easy, CURLOPT_SSLKEY, f)) }
+        }
+        // Per request: the buffers and callback data of this transfer.
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer))
+        // curl reads the body and headers from these buffers while sending; they live until `finish`.
+        set(mesh_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_POSTFIELDS, body))
+        set(mesh_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList))
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_WRITEDATA, me))
+        set(mesh_curl_setopt_ptr(easy, CURLOPT_HEADERDATA, me))
+        if o.denyPrivate {
+            refused.pointee = 0
+            set(mesh_curl_deny_private_addresses(easy, refused))
+        }
+        if rc != CURLE_OK {
+            return .failed(code: Int(rc.rawValue), message: "cannot configure the request: \(String(cString: curl_easy_strerror(rc)))", refused: false)
+        }
+        return nil
+    }
+
+    static func milliseconds(_ d: Duration) -> Int {
+        let (s, a) = d.components
+        return max(1, Int(s) * 1000 + Int(a / 1_000_000_000_000_000))
+    }
+
+    func outcome(_ code: CURLcode, _ easy: UnsafeMutableRawPointer) -> CurlOutcome {
+        if code == CURLE_OK {
+            var status = 0
+            _ = mesh_curl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            return .response(status: status, retryAfter: retryAfter, body: snippet)
+        }
+        let detail = String(cString: errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        return .failed(code: Int(code.rawValue), message: message, refused: refused.pointee != 0)
+    }
+
+    /// Resumes the caller. Called exactly once, on the loop thread, after the handle left the
+    /// multi handle, which then no longer reads the header list and body: `deinit` frees them on
+    /// whichever thread lets go last (usually the caller's).
+    func finish(_ outcome: CurlOutcome) {
+        easy = nil
+        continuation?.resume(returning: outcome)
+        continuation = nil
+    }
+
+    fileprivate func received(_ data: UnsafeRawBufferPointer) {
+        let room = CurlLoop.snippetLimit - snippet.count
+        if room > 0 { snippet.append(contentsOf: data.prefix(room)) }
+    }
+
+    fileprivate func header(_ line: UnsafeRawBufferPointer) {
+        // A new status line (after a 1xx, or a redirect) starts a new set of headers.
+        if line.starts(with: "HTTP/".utf8) { retryAfter = nil; snippet.removeAll(); return }
+        let name = "retry-after:".utf8
+        guard line.count > name.count,
+              zip(line.prefix(name.count), name).allSatisfy({ ($0 | 0x20) == ($1 | 0x20) }) else { return }
+        retryAfter = String(decoding: line.dropFirst(name.count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+private let transferWrite: mesh_curl_data_callback = { data, size, count, user in
+    let n = size * count
+    if let data, let user, n > 0 {
+        Unmanaged<Transfer>.fromOpaque(user).takeUnretainedValue().received(UnsafeRawBufferPointer(start: data, count: n))
+    }
+    return n
+}
+
+private let transferHeader: mesh_curl_data_callback = { data, size, count, user in
+    let n = size * count
+    if let data, let user, n > 0 {
+        Unmanaged<Transfer>.fromOpaque(user).takeUnretainedValue().header(UnsafeRawBufferPointer(start: data, count: n))
+    }
+    return n
+}

@@ -1,0 +1,172 @@
+import Foundation
+import MeshCore
+import MeshRouting
+import Synchronization
+import Testing
+@testable import MeshWebhook
+
+/// One endpoint against the test receiver: what goes on the wire, and how answers are classified.
+@Suite(.serialized) struct EndpointTests {
+    let loop = CurlLoop(name: "webhook-test")
+
+    @Test func binaryModePostsAttributesAsHeadersAndDataAsBody() async throws {
+        let receiver = try TestReceiver()
+        defer { receiver.stop() }
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)/in", headers: {Authorization: "Bearer t"}}"#, loop: loop)
+        var e = event("e1", data: #"{"total":5}"#)
+        e.extensions["region"] = "eu west"
+        try await hook.deliver(e)
+        let r = try #require(receiver.requests.first)
+        #expect(r.method == "POST" && r.path == "/in")
+        #expect(r.headers["ce-id"] == "e1" && r.headers["ce-specversion"] == "1.0" && r.headers["ce-type"] == "order.created")
+        #expect(r.headers["ce-region"] == "eu%20west" && r.headers["meshgate-topic"] == "orders/eu")
+        #expect(r.headers["content-type"] == "application/json" && r.headers["authorization"] == "Bearer t")
+        #expect(r.headers["expect"] == nil && r.headers["webhook-signature"] == nil)
+        #expect(r.body == Array(#"{"total":5}"#.utf8))
+        // No datacontenttype: no Content-Type at all (not curl's form default).
+        try await hook.deliver(event("e2", data: "raw", contentType: nil))
+        #expect(receiver.requests[1].headers["content-type"] == nil && receiver.requests[1].body == Array("raw".utf8))
+        #expect(hook.status.delivered == 2 && hook.status.state == .idle && hook.status.lastStatus == 204)
+    }
+
+    @Test func structuredAndBatchModes() async throws {
+        let receiver = try TestReceiver()
+        defer { receiver.stop() }
+        let structured = try endpoint(#"{type: webhook, url: "\#(receiver.url)/s", mode: structured}"#, loop: loop)
+        try await structured.deliver(event("s1"))
+        let r = try #require(receiver.requests.first)
+        #expect(r.headers["content-type"] == "application/cloudevents+json; charset=utf-8" && r.headers["ce-id"] == nil)
+        let json = try #require(JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+        #expect(json["id"] as? String == "s1" && (json["data"] as? [String: Any])?["total"] as? Int == 5)
+
+        let batch = try endpoint(#"{type: webhook, url: "\#(receiver.url)/b", mode: batch, batch_size: 10, batch_linger: 50ms}"#, loop: loop)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<25 { group.addTask { try await batch.deliver(event("b\(i)")) } }
+            try await group.waitForAll()
+        }
+        let posts = receiver.requests.filter { $0.path == "/b" }
+        let ids = try posts.flatMap { p in
+            try #require(JSONSerialization.jsonObject(with: Data(p.body)) as? [[String: Any]]).map { $0["id"] as! String }
+        }
+        #expect(Set(ids) == Set((0..<25).map { "b\($0)" }) && ids.count == 25)
+        #expect(posts.count >= 3 && posts.count <= 6, "\(posts.count) batch requests")
+        #expect(posts.allSatisfy { $0.headers["content-type"] == "application/cloudevents-batch+json; charset=utf-8" })
+    }
+
+    @Test func signsWhenASecretIsSet() async throws {
+        let receiver = try TestReceiver()
+        defer { receiver.stop() }
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", secret: "\#(secret)"}"#, loop: loop)
+        try await hook.deliver(event("sig1"))
+        let r = try #require(receiver.requests.first)
+        let ts = try #require(r.headers["webhook-timestamp"].flatMap { Int64($0) })
+        #expect(abs(ts - Int64(Date().timeIntervalSince1970)) < 5)
+        #expect(r.headers["webhook-id"] == "sig1")
+        #expect(r.headers["webhook-signature"] == (try WebhookSigner(secrets: secret)).signature(id: "sig1", timestamp: ts, body: r.body))
+    }
+
+    @Test func answersBecomeDeliveryErrors() async throws {
+        let receiver = try TestReceiver { r in
+            switch r.path {
+            case "/bad": .respond(status: 400, body: String(repeating: "x", count: 600) + "tail")
+            case "/busy": .respond(status: 429, headers: ["Retry-After": "3"])
+            case "/down": .respond(status: 503, headers: ["Retry-After": "Wed, 21 Oct 2037 07:28:00 GMT"], body: "maintenance")
+            case "/early": .respond(status: 425)
+            case "/moved": .respond(status: 301, headers: ["Location": "http://127.0.0.1:1/"])
+            case "/hang": .hang(.seconds(2))
+            case "/drop": .drop
+            default: .respond(status: 200)
+            }
+        }
+        defer { receiver.stop() }
+        func failure(_ path: String, _ extra: String = "") async throws -> DeliveryError? {
+            let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)\#(path)", timeout: 300ms\#(extra)}"#, loop: loop)
+            do { try await hook.deliver(event("x")); return nil } catch { return error }
+        }
+        let policy = DeliveryPolicy()
+        let bad = try #require(try await failure("/bad"))
+        #expect(bad.status == 400 && bad.retryable == nil && !policy.isRetryable(status: bad.status))
+        #expect(bad.response == String(repeating: "x", count: 512))  // the first 512 bytes
+        let busy = try #require(try await failure("/busy"))
+        #expect(busy.status == 429 && busy.retryAfter == .seconds(3) && policy.isRetryable(status: 429))
+        let down = try #require(try await failure("/down"))
+        #expect(down.status == 503 && down.retryAfter == RetryAfter.cap && down.response == "maintenance")
+        #expect(try await failure("/early")?.status == 425 && policy.isRetryable(status: 425))
+        #expect(try await failure("/moved")?.status == 301)  // redirects are not followed
+        let started = ContinuousClock.now
+        let hang = try #require(try await failure("/hang"))
+        #expect(hang.status == nil && hang.retryable == nil && hang.reason.hasPrefix("timed out"))
+        #expect(ContinuousClock.now - started < .seconds(1))
+        let drop = try #require(try await failure("/drop"))
+        #expect(drop.status == nil && drop.retryable == nil && drop.reason.contains("cannot reach"))
+        #expect(try await failure("/ok") == nil)
+        // Nothing listens on port 1.
+        let hook = try endpoint(#"{type: webhook, url: "http://127.0.0.1:1/x"}"#, loop: loop)
+        await #expect(throws: DeliveryError.self) { try await hook.deliver(event("x")) }
+        #expect(hook.status.state == .failing && hook.status.lastError?.contains("cannot reach") == true)
+    }
+
+    @Test func denyPrivateRefusesLoopbackAfterResolution() async throws {
+        let receiver = try TestReceiver()
+        defer { receiver.stop() }
+        for host in ["127.0.0.1", "localhost"] {
+            let hook = try endpoint(#"{type: webhook, url: "http://\#(host):\#(receiver.port)/", deny_private: true}"#, loop: loop)
+            do {
+                try await hook.deliver(event("x"))
+                Issue.record("\(host) was not refused")
+            } catch {
+                #expect(error.retryable == false && error.reason.contains("deny_private"), "\(error)")
+            }
+        }
+        #expect(receiver.requests.isEmpty)
+    }
+
+    @Test func concurrencyIsLimitedPerEndpointAndConnectionsAreReused() async throws {
+        let receiver = try TestReceiver { _ in
+            Thread.sleep(forTimeInterval: 0.02)
+            return .respond(status: 200)
+        }
+        defer { receiver.stop() }
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", concurrency: 3}"#, loop: loop)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<60 { group.addTask { try await hook.deliver(event("c\(i)")) } }
+            try await group.waitForAll()
+        }
+        #expect(receiver.maxInFlight == 3)
+        #expect(receiver.delivered.count == 60)
+        // Keep-alive: three connections carried the sixty requests.
+        #expect(receiver.connectionCount == 3, "\(receiver.connectionCount) connections")
+    }
+
+    @Test func cancellingADeliveryAbortsItsTransfer() async throws {
+        let receiver = try TestReceiver { _ in .hang(.seconds(5)) }
+        defer { receiver.stop() }
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", timeout: 30s}"#, loop: loop)
+        let started = ContinuousClock.now
+        let task = Task { try await hook.deliver(event("slow")) }
+        #expect(await eventually { receiver.requests.count == 1 })
+        task.cancel()
+        let result = await task.result
+        #expect(ContinuousClock.now - started < .seconds(2))
+        guard case .failure(let error as DeliveryError) = result else { Issue.record("not cancelled: \(result)"); return }
+        #expect(error.retryable == true)
+        #expect(hook.status.inFlight == 0)
+    }
+
+    @Test func shutdownEndsTransfersInFlight() async throws {
+        let receiver = try TestReceiver { _ in .hang(.seconds(5)) }
+        defer { receiver.stop() }
+        let ownLoop = CurlLoop(name: "webhook-shutdown-test")
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", timeout: 30s}"#, loop: ownLoop)
+        let task = Task { try await hook.deliver(event("slow")) }
+        #expect(await eventually { receiver.requests.count == 1 })
+        await ownLoop.shutdown()
+        let result = await task.result
+        guard case .failure(let error as DeliveryError) = result else { Issue.record("not ended: \(result)"); return }
+        #expect(error.retryable == true)
+        // After shutdown nothing is sent, and nothing hangs.
+        await #expect(throws: DeliveryError.self) { try await hook.deliver(event("late")) }
+        await ownLoop.shutdown()
+    }
+}
