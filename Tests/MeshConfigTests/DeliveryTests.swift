@@ -114,7 +114,7 @@ connectors:
         #expect(bad.extensions["deadletterresponse"] == #"{"error":"no such customer"}"#)
         #expect(dead.extensions["deadletterresponse"] == nil)
         #expect(other.attemptCount == 1)
-        #expect(engine.status.map(\.counters.deadLettered) == [1, 1])
+        #expect(await eventually { engine.status.map(\.counters.deadLettered) == [1, 1] })
         await engine.stop()
     }
 

@@ -85,9 +85,14 @@ import Testing
         let offsets = try json(try await gw.get("/v1/groups/workers"))["offsets"] as? [[String: Any]] ?? []
         #expect(offsets.reduce(0) { $0 + ($1["offset"] as? Int ?? 0) } == 40)
 
+        // The server notices the closed stream and rebalances; wait for it rather than guess how long.
         await c.close()
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(try await members().map(\.count) == [2, 2])
+        var after = try await members()
+        for _ in 0..<200 where after.map(\.count) != [2, 2] {
+            try await Task.sleep(for: .milliseconds(50))
+            after = try await members()
+        }
+        #expect(after.map(\.count) == [2, 2])
         await a.close()
         await b.close()
     }

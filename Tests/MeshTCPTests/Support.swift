@@ -140,10 +140,15 @@ final class RawSocket {
     }
 
     /// Frames that arrive within `seconds`.
-    func readFor(seconds: Double) -> [Frame] {
+    /// Reads frames until at least `atLeast` have arrived (giving up after 20 s), then goes on
+    /// for `seconds` more to catch any frame that should not come. The quiet period is the only
+    /// timing here; a slow machine only makes the test wait longer.
+    func readFor(seconds: Double, atLeast: Int = 0) -> [Frame] {
+        var frames: [Frame] = []
+        setTimeout(seconds: 20)
+        while frames.count < atLeast, let frame = readFrame() { frames.append(frame) }
         setTimeout(seconds: seconds)
         defer { setTimeout(seconds: 5) }
-        var frames: [Frame] = []
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline, let frame = readFrame() { frames.append(frame) }
         return frames

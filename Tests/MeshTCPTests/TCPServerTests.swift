@@ -138,11 +138,11 @@ import Testing
         let raw = try RawSocket(port: server.port)
         #expect(raw.handshake() != nil)
         raw.send(.subscribe(Subscribe(subscriptionID: 9, pattern: pattern("credit"), start: .earliest, initialCredit: 5)))
-        let first = raw.readFor(seconds: 0.5)
+        let first = raw.readFor(seconds: 0.5, atLeast: 6)
         #expect(first.first == .subscribed(subscriptionID: 9))
         #expect(first.filter { $0.type == .event }.count == 5)
         raw.send(.credit(subscriptionID: 9, count: 3))
-        let second = raw.readFor(seconds: 0.5)
+        let second = raw.readFor(seconds: 0.5, atLeast: 3)
         let offsets = (first + second).compactMap { frame -> UInt64? in
             if case .event(let d) = frame { d.offset } else { nil }
         }
