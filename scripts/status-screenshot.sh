@@ -54,7 +54,7 @@ sleep 6
 mkdir -p docs/images
 shoot() { # WIDTHxHEIGHT OUT [scale]
   chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$work/chromium" \
-    --force-device-scale-factor="${3:-1}" --window-size="$1" --virtual-time-budget=2500 \
+    --force-device-scale-factor="${3:-1}" --window-size="$1" --virtual-time-budget=4000 \
     --screenshot="$2" "http://$http/" 2>/dev/null
 }
 shoot 1280,900 docs/images/status-page.png

@@ -2,6 +2,7 @@ import Foundation
 import MeshClient
 import MeshCore
 import MeshGateway
+import MeshHTTP
 import MeshTestSupport
 import Testing
 
@@ -72,7 +73,15 @@ extension TestGateway {
         }
     }
 
-    var tcpPort: Int { gateway.status.listeners.first { $0.name == "tcp" }!.port }
+    /// The TCP listener's port, once it is bound (the test gateway only waits for HTTP).
+    func tcpPort() async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let port = gateway.status.listeners.first(where: { $0.name == "tcp" })?.port { return port }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw AdminClient.Failure(description: "the TCP listener did not bind in 30 s")
+    }
 }
 
 /// Routes where every `orders/...` event is copied to `audit/...`, and a second destination whose
@@ -104,7 +113,7 @@ func writeRoutes(_ yaml: String, into config: inout GatewayConfig) {
 
         for i in 0..<5 { #expect(try await gw.post("/v1/publish/orders/eu", "order \(i)").status == 200) }
         #expect(try await gw.post("/v1/publish/orders", "no region").status == 200)
-        let client = try await MeshClient.connect(port: gw.tcpPort, name: "metrics")
+        let client = try await MeshClient.connect(port: try await gw.tcpPort(), name: "metrics")
         for i in 0..<3 { _ = try await client.publish(Event(topic: try Topic("orders/us"), data: Array("tcp \(i)".utf8))) }
         await client.close()
         #expect(try await gw.post("/v1/publish/bad+topic", "x").status == 400)

@@ -40,7 +40,7 @@ import Testing
 
     @Test func tcpPublishKeepsTraceContextForHTTPReaders() async throws {
         let gw = try await TestGateway()
-        let client = try await MeshClient.connect(port: gw.tcpPort, name: "trace")
+        let client = try await MeshClient.connect(port: try await gw.tcpPort(), name: "trace")
         var event = Event(topic: try Topic("t/tcp"), data: Array("x".utf8))
         event.traceparent = Self.traceparent
         event.tracestate = Self.tracestate
