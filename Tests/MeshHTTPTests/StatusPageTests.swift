@@ -37,7 +37,8 @@ import Testing
         defer { traffic.cancel() }
         let profile = gw.dir.path + "/chromium"
         func browse(_ extra: [String]) async throws -> String {
-            let (status, output) = try await ChildProcess.run(Self.chromium!, [
+            // Under `timeout`: a headless Chromium that wedges on a loaded machine must not hang the suite.
+            let (status, output) = try await ChildProcess.run("/usr/bin/timeout", ["-k", "5", "90", Self.chromium!,
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--user-data-dir=\(profile)", "--virtual-time-budget=2500", "--window-size=1280,1000",
             ] + extra + [url])
