@@ -7,6 +7,8 @@ let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let yams = Target.Dependency.product(name: "Yams", package: "Yams")
+let metrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "meshgate",
@@ -18,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -29,9 +33,9 @@ let package = Package(
         // The event model, topics and patterns, and the event codec. No dependencies.
         .target(name: "MeshCore", dependencies: ["CMeshSupport"]),
         // The built-in durable log: segments, indexes, recovery, retention, consumer offsets.
-        .target(name: "MeshLog", dependencies: ["MeshCore", "CMeshSupport", logging]),
+        .target(name: "MeshLog", dependencies: ["MeshCore", "CMeshSupport", logging, metrics]),
         // The publish/subscribe engine over the log: validation, subscriptions, consumer groups.
-        .target(name: "MeshBroker", dependencies: ["MeshCore", "MeshLog", logging]),
+        .target(name: "MeshBroker", dependencies: ["MeshCore", "MeshLog", logging, metrics]),
         // Route model, topic trie, CESQL filters, templates and the delivery engine (no YAML).
         .target(name: "MeshRouting", dependencies: ["MeshCore", "MeshLog", logging]),
         // Route files: YAML -> validated route table with file:line:column errors; hot reload.
@@ -54,7 +58,7 @@ let package = Package(
         // The composition root: configuration; the log, broker, routing and listeners as services.
         .target(name: "MeshGateway", dependencies: [
             "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook",
-            nioCore, nioPosix, logging, lifecycle, yams,
+            nioCore, nioPosix, logging, lifecycle, yams, metrics, prometheus,
         ]),
         // libcurl (Debian libcurl4-openssl-dev). Imported only by MeshWebhook.
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
@@ -68,10 +72,10 @@ let package = Package(
             "MeshCore", "MeshRouting", "CCurl", "CCurlShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The command line: the only place that bootstraps logging.
+        // The command line: the only place that bootstraps logging and metrics.
         .executableTarget(name: "meshgate", dependencies: [
             "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook",
-            nioCore, nioPosix, nioHTTP1, logging,
+            nioCore, nioPosix, nioHTTP1, logging, metrics,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
@@ -93,7 +97,8 @@ let package = Package(
             "MeshBridge", "MeshClient", "MeshCore", "MeshWire", "MeshLog", "MeshBroker", "MeshTCP", "MeshTestSupport",
         ]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
-            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", nioCore, nioPosix, nioHTTP1, logging, lifecycle,
+            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", "MeshRouting", "MeshConfig",
+            nioCore, nioPosix, nioHTTP1, logging, lifecycle, metrics, prometheus,
         ], exclude: ["interop"]),
     ],
     swiftLanguageModes: [.v6]

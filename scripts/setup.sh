@@ -17,6 +17,9 @@ packages=(
   python3-pip            # installs the Python packages below when missing
   curl
   wrk                    # scripts/bench-http.sh and meshgate bench webhook compare against it
+  prometheus             # promtool: the tests check the /metrics exposition with `promtool check metrics`
+  chromium               # the status page is tested in headless Chromium (and its screenshot taken)
+  fonts-dejavu-core      # a font for Chromium's screenshots
 )
 
 missing=()

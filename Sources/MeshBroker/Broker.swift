@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import MeshCore
 import MeshLog
@@ -15,6 +16,8 @@ public struct BrokerOptions: Sendable {
     public var retryAfterMilliseconds = 200
     /// Create a topic (with the log's default settings) on its first publish.
     public var autoCreateTopics = true
+    /// Where publish metrics are recorded; nil: the process's bootstrapped `MetricsSystem`.
+    public var metricsFactory: (any MetricsFactory)?
 
     public init() {}
 }
@@ -29,12 +32,14 @@ public final class Broker: Sendable {
     private let pending = Atomic<Int>(0)
     private let subscriptions = Mutex<[UInt64: WeakSubscription]>([:])
     private let nextSubscriptionID = Atomic<UInt64>(0)
+    private let metrics: PublishMetrics
 
     public init(log: DurableLog, options: BrokerOptions = BrokerOptions(), logger: Logger = Logger(label: "meshgate.broker")) {
         self.log = log
         self.options = options
         self.logger = logger
         self.groups = GroupCoordinator(log: log)
+        metrics = PublishMetrics(factory: options.metricsFactory ?? MetricsSystem.factory)
         log.observeNewTopics { [weak self] topic in self?.topicCreated(topic) }
     }
 
@@ -46,6 +51,23 @@ public final class Broker: Sendable {
     public func publish(_ events: [Event], ingress: String,
                         completion: @escaping @Sendable (Result<[PublishReceipt], BrokerError>) -> Void) {
         guard !events.isEmpty else { return completion(.success([])) }
+        let api = metrics.api(ingress)
+        let started = ContinuousClock.now
+        var bytes = 0
+        for e in events { bytes += e.data.count }
+        let dataBytes = bytes
+        let completion: @Sendable (Result<[PublishReceipt], BrokerError>) -> Void = { result in
+            switch result {
+            case .success(let receipts):
+                api.events.increment(by: receipts.count)
+                api.bytes.increment(by: dataBytes)
+                let (seconds, attoseconds) = (ContinuousClock.now - started).components
+                api.latency.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            case .failure(let error):
+                api.failed(error.kind)
+            }
+            completion(result)
+        }
         var prepared: [(event: Event, topic: TopicLog, partition: Int, bytes: [UInt8])] = []
         prepared.reserveCapacity(events.count)
         do throws(BrokerError) {

@@ -26,30 +26,46 @@ public final class Gateway: Sendable {
     public let routing: RoutingControl
     /// The receiving side of site bridges: loop check and the durable dedupe window.
     public let bridgeIngress: BridgeIngressService
+    /// The Prometheus registry behind `GET /metrics` and the swift-metrics backend of the parts.
+    public let metrics: GatewayMetrics
     private let logger: Logger
     private let group = Mutex<ServiceGroup?>(nil)
     private let shutdownRequested = Atomic<Bool>(false)
 
     /// Opens the log (a failure here is the caller's runtime error) and builds the listeners.
     /// `extraListeners` are built over the same broker and status and run after the built-in ones.
+    /// `metrics` is the executable's (the one it bootstrapped `MetricsSystem` with); by default
+    /// the gateway makes its own, so gateways embedded side by side keep separate numbers.
     public init(config: GatewayConfig, logger: Logger = Logger(label: "meshgate"),
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                metrics: GatewayMetrics? = nil,
                 extraListeners: [@Sendable (Broker, NodeStatus) -> any Listener] = []) throws(LogError) {
         self.config = config
         self.logger = logger
+        let metrics = metrics ?? GatewayMetrics(enabled: config.metrics)
+        self.metrics = metrics
         let status = NodeStatus(node: config.node, version: Self.version)
         self.status = status
-        log = try DurableLog(directory: config.dataDirectory, options: config.logOptions, logger: Logger(label: "meshgate.log"))
+        var logOptions = config.logOptions
+        logOptions.metricsFactory = metrics.factory
+        let log = try DurableLog(directory: config.dataDirectory, options: logOptions, logger: Logger(label: "meshgate.log"))
+        self.log = log
         var options = BrokerOptions()
         options.node = config.node
         options.maxEventBytes = config.maxEventBytes
+        options.metricsFactory = metrics.factory
         let broker = Broker(log: log, options: options, logger: Logger(label: "meshgate.broker"))
         self.broker = broker
         let routing = RoutingControl(config: config, log: log, broker: broker, status: status, logger: logger)
         let ingress = routing.runtimes.bridgeIngress
         bridgeIngress = ingress
         self.routing = routing
-        listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: routing, group: eventLoopGroup,
+        var render: (@Sendable () -> [UInt8])?
+        if metrics.enabled {
+            render = { metrics.render(log: log, status: status, routing: routing) }
+        }
+        let admin = GatewayAdmin(routing: routing, metrics: render)
+        listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: admin, group: eventLoopGroup,
                                        bridgeIngress: ingress)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }

@@ -68,6 +68,10 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Listening beyond loopback with authentication off is refused unless this is set (SPEC §8).
     public var allowInsecureRemote = false
     public var logLevel = "info"
+    /// `text` (one human-readable line per entry) or `json` (one JSON object per line).
+    public var logFormat = "text"
+    /// Serve `GET /metrics` and record publish and log metrics.
+    public var metrics = true
 
     public init() {}
 
@@ -151,6 +155,16 @@ public struct GatewayConfig: Sendable, Equatable {
                 return "\"\(v)\" is not a log level (trace, debug, info, notice, warning, error, critical)"
             }
             c.logLevel = v
+            return nil
+        },
+        Setting(key: "log_format", env: "MESHGATE_LOG_FORMAT", flag: "--log-format", help: "text or json; default text") { c, v in
+            guard ["text", "json"].contains(v) else { return "\"\(v)\" is not a log format (text, json)" }
+            c.logFormat = v
+            return nil
+        },
+        Setting(key: "metrics", env: "MESHGATE_METRICS", flag: "--metrics", help: "on or off: GET /metrics and the metrics it needs; default on") { c, v in
+            guard let b = parseBool(v) else { return "\"\(v)\" is not on or off" }
+            c.metrics = b
             return nil
         },
     ]

@@ -30,6 +30,8 @@ public final class ConnectorRegistry: DestinationProvider {
         providers.withLock { $0[connector.kind] }?.destination(for: connector, route: route, spec: spec)
     }
 
+    /// What the connector runtimes report, one object per connector. Metrics and the status page
+    /// read `name`, `state` and, when present, `lag` and `last_error`.
     var runtimeStatus: [[String: any Sendable]] {
         statusSources.withLock { $0 }.flatMap { $0() }
     }
@@ -111,6 +113,7 @@ public final class RoutingControl: AdminSource {
         let destinations: [[String: Any]] = (s?.destinations ?? []).map { d in
             var o: [String: Any] = ["route": d.route, "index": d.index, "group": d.group, "destination": d.destination,
                                     "state": d.state.rawValue, "topics": d.topics, "lag": d.lag,
+                                    "lag_seconds": d.lagSeconds, "in_flight": d.inFlight,
                                     "read": d.counters.read, "matched": d.counters.matched, "delivered": d.counters.delivered,
                                     "failed_attempts": d.counters.failedAttempts, "dead_lettered": d.counters.deadLettered,
                                     "filter_errors": d.counters.filterErrors]
@@ -162,4 +165,21 @@ struct RoutingService: Service {
         await manager.stop()
         await control.runtimes.stop()
     }
+}
+
+/// The admin API's view of the gateway: routes and connectors from routing, `/metrics` from the
+/// gateway's metrics (nil when they are off).
+struct GatewayAdmin: AdminSource {
+    let routing: RoutingControl
+    let render: (@Sendable () -> [UInt8])?
+
+    init(routing: RoutingControl, metrics render: (@Sendable () -> [UInt8])?) {
+        self.routing = routing
+        self.render = render
+    }
+
+    func routes() -> [UInt8] { routing.routes() }
+    func reloadRoutes() async -> Result<[UInt8], RoutesRejected> { await routing.reloadRoutes() }
+    func connectors() -> [UInt8] { routing.connectors() }
+    func metrics() -> [UInt8]? { render?() }
 }

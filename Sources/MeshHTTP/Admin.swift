@@ -48,12 +48,17 @@ enum Admin {
             if let r = t.config.retentionMicros { w.int(r / 1000) } else { w.raw("null") }
             w.raw(#","retention_bytes":"#)
             if let r = t.config.retentionBytes { w.int(r) } else { w.raw("null") }
+            let storage = t.partitions.map(\.storage)
+            w.raw(#","segments":"#); w.int(storage.reduce(0) { $0 + $1.segments })
+            w.raw(#","bytes":"#); w.int(storage.reduce(0) { $0 + $1.bytes })
             w.raw(#","partitions":["#)
             for (k, p) in t.partitions.enumerated() {
                 if k > 0 { w.raw(",") }
                 w.raw(#"{"partition":"#); w.int(p.index)
                 w.raw(#","start_offset":"#); w.int(p.startOffset)
                 w.raw(#","end_offset":"#); w.int(p.endOffset)
+                w.raw(#","segments":"#); w.int(storage[k].segments)
+                w.raw(#","bytes":"#); w.int(storage[k].bytes)
                 w.raw("}")
             }
             w.raw("]}")

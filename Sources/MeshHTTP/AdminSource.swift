@@ -9,6 +9,12 @@ public protocol AdminSource: Sendable {
     func reloadRoutes() async -> Result<[UInt8], RoutesRejected>
     /// `GET /v1/connectors`: state, lag and last error per connector and destination.
     func connectors() -> [UInt8]
+    /// `GET /metrics`: the Prometheus text exposition; nil when metrics are off (404).
+    func metrics() -> [UInt8]?
+}
+
+extension AdminSource {
+    public func metrics() -> [UInt8]? { nil }
 }
 
 /// A route reload that failed validation.

@@ -172,6 +172,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 respond(context: context, json: core.configuration.admin?.routes() ?? Array(#"{"generation":0,"loaded":false,"files":[],"routes":[],"last_error":"routing is off: no routes directory"}"#.utf8))
             case .connectors:
                 respond(context: context, json: core.configuration.admin?.connectors() ?? Array(#"{"connectors":[],"destinations":[]}"#.utf8))
+            case .metrics:
+                guard let body = core.configuration.admin?.metrics() else {
+                    throw Problem.notFound("/metrics (metrics are off: serve --metrics on)")
+                }
+                respond(context: context, status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body)
+            case .statusPage:
+                respond(context: context, status: .ok, contentType: "text/html; charset=utf-8", body: StatusPage.html)
             case .reloadRoutes:
                 guard let admin = core.configuration.admin else {
                     throw Problem.notReady("routing is off: no routes directory")

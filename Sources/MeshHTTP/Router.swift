@@ -17,6 +17,8 @@ enum Route: Equatable, Sendable {
     case routes
     case reloadRoutes
     case connectors
+    case metrics
+    case statusPage
 }
 
 enum RouteMatch: Equatable {
@@ -67,6 +69,8 @@ enum Router {
         case "/v1/routes": return only(.GET, .routes)
         case "/v1/routes/reload": return only(.POST, .reloadRoutes)
         case "/v1/connectors": return only(.GET, .connectors)
+        case "/metrics": return only(.GET, .metrics)
+        case "/", "/index.html": return only(.GET, .statusPage)
         default: return .notFound
         }
     }

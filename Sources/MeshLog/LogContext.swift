@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Synchronization
 
@@ -9,13 +10,15 @@ final class LogContext: Sendable {
     let writer: LogWriter
     let syncer: LogSyncer
     let logger: Logger
+    let metrics: LogMetrics
 
     init(options: LogOptions, logger: Logger) {
         self.options = options
         self.logger = logger
+        metrics = LogMetrics(factory: options.metricsFactory ?? MetricsSystem.factory)
         files = FileCache(capacity: options.maxOpenFiles)
         indexes = IndexCache(capacity: options.maxCachedIndexes)
-        syncer = LogSyncer(files: files, logger: logger)
+        syncer = LogSyncer(files: files, logger: logger, metrics: metrics)
         writer = LogWriter()
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 /// How a topic makes appends durable before they are acknowledged (SPEC §2).
 public enum Durability: Sendable, Equatable, CustomStringConvertible {
     /// Acknowledge after a group-committed fdatasync that covers the record. The default.
@@ -65,6 +66,9 @@ public struct LogOptions: Sendable {
     public var retentionCheckMicros: Int64? = 60 * 1_000_000
     /// The clock stamping records, in microseconds since the epoch. Tests replace it.
     public var clock: @Sendable () -> Int64 = wallClockMicros
+    /// Where the log records its write and fsync metrics; nil: the process's bootstrapped
+    /// `MetricsSystem` (no-op until the executable bootstraps one).
+    public var metricsFactory: (any MetricsFactory)?
 
     public init() {}
 }

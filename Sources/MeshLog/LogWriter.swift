@@ -82,10 +82,12 @@ final class LogSyncer: @unchecked Sendable {
     private var started = false
     private let files: FileCache
     private let logger: Logger
+    private let metrics: LogMetrics
 
-    init(files: FileCache, logger: Logger) {
+    init(files: FileCache, logger: Logger, metrics: LogMetrics) {
         self.files = files
         self.logger = logger
+        self.metrics = metrics
     }
 
     func start() {
@@ -163,11 +165,14 @@ final class LogSyncer: @unchecked Sendable {
         // One fdatasync per file covers every batch written to it before the call.
         var results: [Int32: LogError?] = [:]
         for job in jobs where job.needsSync && results[job.file.fd] == nil {
+            let started = monotonicNanos()
             do {
                 try FileIO.sync(job.file.fd, path: job.file.path)
                 results[job.file.fd] = .some(nil)
+                metrics.fsync.recordNanoseconds(Int64(monotonicNanos() - started))
             } catch {
                 results[job.file.fd] = .some(error)
+                metrics.fsyncErrors.increment()
             }
         }
         for job in jobs {
@@ -183,8 +188,10 @@ final class LogSyncer: @unchecked Sendable {
     }
 
     private func syncInterval(_ partition: PartitionLog, path: String) {
+        let started = monotonicNanos()
         do {
             try files.with(path) { (file) throws(LogError) in try FileIO.sync(file.fd, path: path) }
+            metrics.fsync.recordNanoseconds(Int64(monotonicNanos() - started))
         } catch {
             if FileIO.exists(path) {
                 logger.error("fsync of \(path) failed: \(error.message)")

@@ -146,6 +146,13 @@ public final class PartitionLog: @unchecked Sendable {
     /// The offset the next readable record will get: records below it can be read.
     public var endOffset: Int64 { shared.withLock { $0.visibleEnd } }
 
+    /// Segments on disk and their bytes (records of the active segment included as written), for
+    /// the admin API and metrics. Takes each segment's lock briefly; not for a hot path.
+    public var storage: (segments: Int, bytes: Int64) {
+        let segments = shared.withLock { $0.segments }
+        return (segments.count, segments.reduce(0) { $0 + $1.size })
+    }
+
     /// Reads up to `maxRecords` records (and about `maxBytes` of payload, at least one record)
     /// starting at `offset`. Returns an empty array at the end of the log. Every record returned
     /// has passed its checksum.

@@ -58,8 +58,13 @@ extension PartitionLog {
 
                 let segment = writer.segment
                 let file = try context.files.acquire(segment.logPath)
+                let writeStarted = monotonicNanos()
                 do {
                     try FileIO.pwriteAll(file.fd, buffer.bytes, at: startPosition, path: segment.logPath)
+                    let metrics = context.metrics
+                    metrics.append.recordNanoseconds(Int64(monotonicNanos() - writeStarted))
+                    metrics.bytes.increment(by: buffer.count)
+                    metrics.records.increment(by: Int(next - writer.nextOffset))
                 } catch {
                     undoPartialWrite(file: file, to: startPosition)
                     context.files.release(file)

@@ -98,6 +98,22 @@ final class PairWorker: Sendable {
         return total
     }
 
+    /// Age of the oldest record not yet committed, in seconds (0 when caught up): one small read
+    /// per lagging partition, so status and scrapes may call it, the delivery loop never does.
+    var lagSeconds: Double {
+        let topics = state.withLock { Array($0.topics.values) }
+        var oldest: Int64?
+        for t in topics {
+            for p in t.partitions {
+                let committed = log.offsets.committed(group: group, topic: t.topic.name, partition: p.index) ?? p.startOffset
+                guard committed < p.endOffset, let r = try? p.read(from: max(committed, p.startOffset), maxRecords: 1, maxBytes: 1).first else { continue }
+                oldest = min(oldest ?? r.timestamp, r.timestamp)
+            }
+        }
+        guard let oldest else { return 0 }
+        return max(0, Double(log.options.clock() - oldest) / 1_000_000)
+    }
+
     var topicCount: Int { state.withLock { $0.topics.count } }
 
     // MARK: the partition loop

@@ -132,7 +132,7 @@ public final class RouteEngine: Sendable {
         return workers.map { w in
             DestinationStatus(route: w.route.name, index: w.index, group: w.group, destination: w.spec.label,
                               state: w.destination == nil ? .waiting : .running, waitingReason: w.waitingReason,
-                              topics: w.topicCount, lag: w.lag, counters: w.counters.snapshot)
+                              topics: w.topicCount, lag: w.lag, lagSeconds: w.lagSeconds, counters: w.counters.snapshot)
         }.sorted { ($0.route, $0.index) < ($1.route, $1.index) }
     }
 }
@@ -146,8 +146,14 @@ public struct DestinationStatus: Sendable {
     public let state: State
     public let waitingReason: String?
     public let topics: Int
+    /// Records not yet delivered (committed) across the pair's partitions.
     public let lag: Int64
+    /// Age of the oldest of them, seconds.
+    public let lagSeconds: Double
     public let counters: DeliveryCounters.Snapshot
+
+    /// Matched and neither delivered nor dead-lettered yet: being tried (or waiting to retry).
+    public var inFlight: Int { max(0, counters.matched - counters.delivered - counters.deadLettered) }
 }
 
 /// A FIFO async mutex: holders may suspend while holding it.

@@ -36,6 +36,15 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
     }.joined(separator: "\n") + "\n"
 }
 
+/// `1.5 MiB`-style sizes.
+func byteSize(_ bytes: Int) -> String {
+    var value = Double(bytes)
+    var unit = 0
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+}
+
 struct Topics: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the topics of a running gateway, with partitions and offsets.")
     @OptionGroup var admin: AdminServerOption
@@ -51,12 +60,12 @@ struct Topics: AsyncParsableCommand {
             }
             let ranges = partitions.map { p in "\(p["start_offset"] as? Int ?? 0)..\(p["end_offset"] as? Int ?? 0)" }
             rows.append([t["name"] as? String ?? "?", String(partitions.count), t["durability"] as? String ?? "?",
-                         String(events), ranges.joined(separator: " ")])
+                         String(events), byteSize(t["bytes"] as? Int ?? 0), ranges.joined(separator: " ")])
         }
         if rows.isEmpty {
             print("no topics")
         } else {
-            print(table(["TOPIC", "PARTITIONS", "FSYNC", "EVENTS", "OFFSETS"], rows), terminator: "")
+            print(table(["TOPIC", "PARTITIONS", "FSYNC", "EVENTS", "SIZE", "OFFSETS"], rows), terminator: "")
         }
     }
 }

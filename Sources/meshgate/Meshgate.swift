@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CoreMetrics
 import Logging
 import MeshGateway
 
@@ -9,7 +10,7 @@ struct Meshgate: AsyncParsableCommand {
         commandName: "meshgate",
         abstract: "A protocol-agnostic event-mesh routing gateway with a built-in durable log.",
         version: meshgateVersion,
-        subcommands: [Serve.self, PublishCommand.self, SubscribeCommand.self, Topics.self, Status.self, Routes.self, Bench.self,
+        subcommands: [Serve.self, PublishCommand.self, SubscribeCommand.self, TailCommand.self, Topics.self, Status.self, Routes.self, Bench.self,
                       AppendLoad.self, RouteRun.self, BareHTTP.self, MQTTRun.self, WebhookRun.self]
     )
 
@@ -45,10 +46,14 @@ struct UsageFailure: Error {
 }
 
 /// The only place logging is bootstrapped.
-func bootstrapLogging(level: Logger.Level = .info) {
+func bootstrapLogging(level: Logger.Level = .info, format: MeshLogHandler.Format = .text) {
     LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
+        MeshLogHandler(label: label, format: format, logLevel: level)
     }
+}
+
+/// The only place metrics are bootstrapped: libraries outside the gateway that record through
+/// `MetricsSystem` land in the same registry `/metrics` serves.
+func bootstrapMetrics(_ metrics: GatewayMetrics) {
+    MetricsSystem.bootstrap(metrics.factory)
 }

@@ -36,6 +36,10 @@ struct Serve: AsyncParsableCommand {
     var maxHeaderBytes: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env MESHGATE_LOG_LEVEL).")
     var logLevel: String?
+    @Option(help: "text or json (env MESHGATE_LOG_FORMAT). Default text.")
+    var logFormat: String?
+    @Option(help: "on or off: serve GET /metrics and record the metrics behind it (env MESHGATE_METRICS). Default on.")
+    var metrics: String?
     @Flag(help: "Allow listening beyond loopback with authentication off (env MESHGATE_ALLOW_INSECURE_REMOTE).")
     var allowInsecureRemote = false
 
@@ -52,6 +56,8 @@ struct Serve: AsyncParsableCommand {
         flags["--max-body-bytes"] = maxBodyBytes
         flags["--max-header-bytes"] = maxHeaderBytes
         flags["--log-level"] = logLevel
+        flags["--log-format"] = logFormat
+        flags["--metrics"] = metrics
         if allowInsecureRemote { flags["--allow-insecure-remote"] = "true" }
         let settings: GatewayConfig
         do {
@@ -59,11 +65,14 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw UsageFailure(message: "configuration: \(error.message)")
         }
-        bootstrapLogging(level: Logger.Level(rawValue: settings.logLevel) ?? .info)
+        bootstrapLogging(level: Logger.Level(rawValue: settings.logLevel) ?? .info,
+                         format: MeshLogHandler.Format(rawValue: settings.logFormat) ?? .text)
+        let metrics = GatewayMetrics(enabled: settings.metrics)
+        bootstrapMetrics(metrics)
         let logger = Logger(label: "meshgate")
         let gateway: Gateway
         do {
-            gateway = try Gateway(config: settings, logger: logger)
+            gateway = try Gateway(config: settings, logger: logger, metrics: metrics)
         } catch {
             logger.critical("cannot open the log in \(settings.dataDirectory): \(error.message)")
             throw ExitCode(1)

@@ -46,7 +46,7 @@ import Testing
         try expectProblem(try await gw.post("/v1/publish/a%20b", "x"), 400, "topic.invalid")
         try expectProblem(try await gw.post("/v1/publish/a%zz", "x"), 400, "request.invalid", detail: "percent")
         try expectProblem(try await gw.get("/v1/nowhere"), 404, "route.not_found", detail: "/v1/nowhere")
-        try expectProblem(try await gw.get("/metrics"), 404, "route.not_found")
+        try expectProblem(try await gw.get("/metrics/x"), 404, "route.not_found")
         let r = try await gw.get("/v1/publish/t")
         try expectProblem(r, 405, "method.not_allowed", detail: "GET")
         #expect(r.header("allow") == "POST")
