@@ -30,7 +30,7 @@ test: setup
 	$(SWIFT) test --skip-build --skip '$(PROCESS_SUITES)'
 	@for group in $(PROCESS_GROUPS); do \
 	  echo "== $$group"; \
-	  $(SWIFT) test --skip-build --filter "$$group" || exit 1; \
+	  timeout 900 $(SWIFT) test --skip-build --filter "$$group" || exit 1; \
 	done
 
 ## Benchmark the built-in log against the disk's ceiling (release build).

@@ -7,7 +7,7 @@ import MeshTestSupport
 import Testing
 
 /// Real `meshgate serve` sites on loopback, bridged by route files; every process started is stopped.
-@Suite(.serialized) struct BridgeProcessTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct BridgeProcessTests {
     @Test func forwardsEverythingExactlyOnceAcrossAFifteenSecondOutageOfTheReceiver() async throws {
         let root = try temporaryRoot("outage")
         let b = try Site("site-b", root: root)
@@ -74,7 +74,12 @@ import Testing
         for s in sites {
             let events = try await s.collect("orders/#", expected: 6_000, quiet: .seconds(3))
             #expect(events.count == 6_000, "\(s.name) holds \(events.count)")
-            #expect(verifyExactlyOnce(events, count: 6_000) == (0, 0, 0), "\(s.name)")
+            let r = verifyExactlyOnce(events, count: 6_000)
+            #expect(r.missing == 0 && r.duplicates == 0, "\(s.name): \(r)")
+            // Per-key order holds along one path (the ring). In a full mesh a site gets another
+            // site's events directly and relayed through the third; whichever copy lands first is
+            // kept, so keys of one origin can interleave across the two paths (docs/bridging.md).
+            if topology == "ring" { #expect(r.outOfOrder == 0, "\(s.name): \(r)") }
             for e in events {
                 #expect(e.hops.count == Set(e.hops).count && e.hops.last == s.name)
             }
