@@ -81,7 +81,7 @@ let package = Package(
         ]),
 
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
-        .target(name: "MeshTestSupport", path: "Tests/Support"),
+        .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),

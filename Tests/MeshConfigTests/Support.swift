@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Foundation
 import Logging
 import MeshConfig
@@ -38,32 +39,6 @@ func publish(_ log: DurableLog, _ topic: String, id: String, type: String = "t",
     let t = try log.createTopic(try Topic(topic), config: TopicConfig(partitions: 2, durability: .none))
     let e = Event(topic: try Topic(topic), id: id, source: "test", type: type, partitionKey: key, data: Array(data.utf8))
     return try await t.append(EventCodec.encode(e), key: key).offset
-}
-
-/// Every event in a topic, in partition then offset order.
-func events(_ log: DurableLog, _ topic: String) throws -> [Event] {
-    guard let t = log.topic(try Topic(topic)) else { return [] }
-    var out: [Event] = []
-    for p in t.partitions {
-        var next = p.startOffset
-        while next < p.endOffset {
-            let records = try p.read(from: next, maxRecords: 1000)
-            if records.isEmpty { break }
-            out += try records.map { try EventCodec.decode($0.payload) }
-            next = records.last!.offset + 1
-        }
-    }
-    return out
-}
-
-/// Polls until `condition` holds or `seconds` pass.
-func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
 }
 
 /// A destination that fails on command, recording every attempt.

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Foundation
 import MeshCore
 import MeshLog
@@ -60,7 +61,7 @@ import Testing
 
         let log = try openLog(data)
         defer { log.close() }
-        let events = try events(log, matching: "devices/#")
+        let events = try MeshTestSupport.events(log, matching: "devices/#")
         let payloads = events.map { String(decoding: $0.data, as: UTF8.self) }
         let expected = Set((0..<Self.count).map { "m-\($0)" })
         let missing = expected.subtracting(payloads)

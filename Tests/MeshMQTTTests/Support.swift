@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Foundation
 import Logging
 import MeshCore
@@ -252,30 +253,3 @@ func openLog(_ dir: String) throws -> DurableLog {
     return try DurableLog(directory: dir, options: o, logger: quietLogger)
 }
 
-/// Every event of every topic matching `pattern`, in topic, partition, offset order.
-func events(_ log: DurableLog, matching pattern: String) throws -> [Event] {
-    let p = try TopicPattern(pattern)
-    var out: [Event] = []
-    for t in log.topics where p.matches(t.topic) {
-        for part in t.partitions {
-            var next = part.startOffset
-            while next < part.endOffset {
-                let records = try part.read(from: next, maxRecords: 1000)
-                if records.isEmpty { break }
-                out += try records.map { try EventCodec.decode($0.payload) }
-                next = records.last!.offset + 1
-            }
-        }
-    }
-    return out
-}
-
-/// Polls until `condition` holds or `seconds` pass.
-func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try condition()
-}

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Foundation
 
 /// `examples/webhook-fanout/receiver.py` (Python's http.server, and the reference Standard

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Foundation
 import Logging
 import MeshConfig
@@ -48,31 +49,6 @@ func event(_ id: String, topic: String = "orders/eu", data: String = #"{"total":
     Event(topic: try! Topic(topic), id: id, source: "test", type: "order.created", datacontenttype: contentType, data: Array(data.utf8))
 }
 
-/// Every event in a topic, in partition then offset order.
-func events(_ log: DurableLog, _ topic: String) throws -> [Event] {
-    guard let t = log.topic(try Topic(topic)) else { return [] }
-    var out: [Event] = []
-    for p in t.partitions {
-        var next = p.startOffset
-        while next < p.endOffset {
-            let records = try p.read(from: next, maxRecords: 1000)
-            if records.isEmpty { break }
-            out += try records.map { try EventCodec.decode($0.payload) }
-            next = records.last!.offset + 1
-        }
-    }
-    return out
-}
-
-/// Polls until `condition` holds or `seconds` pass.
-func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
-}
 
 /// The repository root, found from this file's path.
 let repositoryRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
