@@ -64,7 +64,8 @@ final class Gateway: @unchecked Sendable {
             """)
         #expect(await gw.waitConnected("edge"))
         let sub = try Child("/usr/bin/mosquitto_sub", ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "back/#", "-F", "%j", "-C", "1", "-W", "20"])
-        try await Task.sleep(for: .milliseconds(300))
+        // mosquitto_sub says nothing when its SUBACK arrives; give it time to subscribe on a loaded machine.
+        try await Task.sleep(for: .seconds(2))
         let (rc, out) = try run("/usr/bin/mosquitto_pub", ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "sensors/s1/temp", "-m", "{\"c\":21.5}",
                                                           "-D", "publish", "user-property", "region", "eu",
                                                           "-D", "publish", "user-property", "Device-Model", "TX-9",
