@@ -32,13 +32,7 @@ struct PublishCommand: AsyncParsableCommand {
         } else if let data {
             event.data = Array(data.utf8)
         }
-        let client: MeshClient
-        do {
-            client = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-cli/\(meshgateVersion)", token: token)
-        } catch {
-            printError("cannot connect to \(server): \(error)")
-            throw ExitCode(1)
-        }
+        let client = try await server.connect(token: token)
         do {
             let receipt = try await client.publish(event)
             print("\(receipt.topic) partition \(receipt.partition) offset \(receipt.offset) id \(receipt.id)")

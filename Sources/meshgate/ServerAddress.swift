@@ -1,4 +1,5 @@
 import ArgumentParser
+import MeshClient
 
 /// `tcp://HOST:PORT` (or `HOST:PORT`), as `--server` takes it.
 struct ServerAddress: ExpressibleByArgument, CustomStringConvertible {
@@ -25,4 +26,16 @@ struct ServerAddress: ExpressibleByArgument, CustomStringConvertible {
     static let `default` = ServerAddress(host: "127.0.0.1", port: 7070)
 
     var description: String { "tcp://\(host):\(port)" }
+}
+
+extension ServerAddress {
+    /// Connects the CLI to the server, or says why not and exits 1 (SPEC §7).
+    func connect(token: String?, client name: String = "meshgate-cli") async throws -> MeshClient {
+        do {
+            return try await MeshClient.connect(host: host, port: port, name: "\(name)/\(meshgateVersion)", token: token)
+        } catch {
+            printError("cannot connect to \(self): \(error)")
+            throw ExitCode(1)
+        }
+    }
 }

@@ -20,13 +20,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         do { pattern = try TopicPattern(self.pattern) } catch { throw ValidationError("invalid pattern: \(error.message)") }
         let start = try Self.parseStart(from)
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        let client: MeshClient
-        do {
-            client = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-cli/\(meshgateVersion)", token: token)
-        } catch {
-            printError("cannot connect to \(server): \(error)")
-            throw ExitCode(1)
-        }
+        let client = try await server.connect(token: token)
         do {
             let subscription = try await client.subscribe(pattern, group: group, from: start)
             var seen = 0

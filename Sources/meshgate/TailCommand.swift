@@ -23,13 +23,7 @@ struct TailCommand: AsyncParsableCommand {
         do { pattern = try TopicPattern(self.pattern) } catch { throw ValidationError("invalid pattern: \(error.message)") }
         let start = try SubscribeCommand.parseStart(from)
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        let client: MeshClient
-        do {
-            client = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-tail/\(meshgateVersion)", token: token)
-        } catch {
-            printError("cannot connect to \(server): \(error)")
-            throw ExitCode(1)
-        }
+        let client = try await server.connect(token: token, client: "meshgate-tail")
         let width = Self.terminalWidth()
         let color = isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         do {
