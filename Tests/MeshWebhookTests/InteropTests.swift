@@ -48,7 +48,7 @@ import Testing
         }
         func received(_ path: String) -> Set<String> { Set(receiver.records.filter { $0.path == path }.flatMap(\.ids)) }
         let all = await eventually(20) { ["/before", "/rotating", "/after", "/structured", "/batch"].allSatisfy { received($0) == Set(ids) } }
-        #expect(all, "\(receiver.records.count) requests recorded")
+        #expect(all, "\(receiver.records.count) requests recorded; missing per path: \(["/before", "/rotating", "/after", "/structured", "/batch"].map { "\($0)=\(Set(ids).subtracting(received($0)).sorted())" })")
         let records = receiver.records
         for r in records {
             switch r.path {

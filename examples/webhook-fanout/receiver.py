@@ -97,7 +97,12 @@ def main():
         def log_message(self, *a):
             pass
 
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    class Server(ThreadingHTTPServer):
+        # socketserver's default listen backlog is 5: a sender opening a few dozen connections at
+        # once would overflow it and see connections that hang until TCP retransmits.
+        request_queue_size = 1024
+
+    server = Server((args.host, args.port), Handler)
     server.daemon_threads = True
     scheme = "http"
     if args.tls_cert:
