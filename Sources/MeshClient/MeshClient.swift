@@ -179,7 +179,7 @@ public final class MeshClient: Sendable {
 
     // MARK: Connection management
 
-    private func connection() throws(WireError) -> ClientConnectionRef {
+    func connection() throws(WireError) -> ClientConnectionRef {
         try state.withLock { s throws(WireError) -> ClientConnectionRef in
             if s.closed { throw WireError.clientClosed }
             guard let connection = s.connection else {

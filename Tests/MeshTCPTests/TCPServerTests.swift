@@ -1,6 +1,6 @@
 import Foundation
 import MeshBroker
-import MeshClient
+@testable import MeshClient
 import MeshCore
 import MeshLog
 import MeshWire
@@ -327,6 +327,32 @@ import Testing
         outcome.cancel()
         await publisher.close()
         await subscriber.close()
+        await server.stop()
+    }
+
+    /// SUBSCRIBED (and first events) can be handled on the event loop before the task that sent
+    /// SUBSCRIBE resumes and binds the subscription; binding must not forget them, or
+    /// `subscribe` waits forever and the consumed events' credit never goes back.
+    @Test func aSubscribedThatArrivesBeforeTheBindingIsKept() async throws {
+        let server = try await TestServer()
+        defer { server.remove() }
+        let client = try await MeshClient.connect(port: server.port)
+        let sub = MeshSubscription(client: client, pattern: try pattern("race/#"), group: nil, start: .earliest, ackMode: .autoCommit, window: 8)
+        // The event loop's side first: SUBSCRIBED, then an event the consumer takes at once.
+        sub.markSubscribed()
+        sub.enqueue(EventDelivery(subscriptionID: 1, partition: 0, offset: 0, event: Event(topic: try topic("race/a"), id: "r0", source: "t", type: "t")))
+        let first = try await sub.next()
+        #expect(first?.event.id == "r0")
+        // Then the subscribing task binds it to the connection.
+        sub.bind(.init(connection: try client.connection(), id: 1))
+        #expect(sub.isSubscribed)
+        #expect(sub.unreportedCredit == 1)
+        try await sub.waitSubscribed()
+        // A lost connection does reset both: the next one starts afresh.
+        sub.bind(nil)
+        #expect(!sub.isSubscribed && sub.unreportedCredit == 0)
+        sub.finish(nil)
+        await client.close()
         await server.stop()
     }
 }
