@@ -102,9 +102,13 @@ import Testing
         let firstGeneration = try #require(subB.assignment?.generation)
         let subC = try await c.subscribe(pattern("jobs"), group: "workers", from: .earliest)
         let subs = [subA, subB, subC]
+        // Each member hears of the rebalance in its own time: wait until all three hold the same,
+        // newer generation (a mix of old and new assignments may overlap for a moment).
         #expect(await eventually {
+            let generations = Set(subs.map { $0.assignment?.generation ?? 0 })
             let counts = subs.map { $0.assignment?.partitions.count ?? -1 }
-            return counts.reduce(0, +) == 4 && counts.allSatisfy { $0 >= 1 }
+            return generations.count == 1 && generations.first! > firstGeneration
+                && counts.reduce(0, +) == 4 && counts.allSatisfy { $0 >= 1 }
         })
         let owned = subs.flatMap { $0.assignment?.partitions ?? [] }
         #expect(Set(owned).count == 4 && owned.count == 4, "each partition has exactly one owner")
