@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import MeshBroker
 @testable import MeshClient
@@ -359,4 +362,63 @@ import Testing
         await client.close()
         await server.stop()
     }
+
+    /// A peer that accepts and closes at once, or accepts and never answers HELLO (a stalled link,
+    /// a hung server): connecting fails with an error in bounded time, and never crashes or hangs.
+    @Test func connectingToAPeerThatClosesAtOnceOrSaysNothingFailsCleanly() async throws {
+        var configuration = MeshClient.Configuration(name: "handshake")
+        configuration.connectTimeout = .milliseconds(500)
+        configuration.reconnect = false
+        let silent = try RawListener(acceptAndClose: false)
+        defer { silent.stop() }
+        do {
+            _ = try await MeshClient.connect(port: silent.port, configuration: configuration)
+            Issue.record("connected to a peer that never sent WELCOME")
+        } catch let error as WireError {
+            #expect(error.message.contains("WELCOME"), "\(error)")
+        }
+        let closing = try RawListener(acceptAndClose: true)
+        defer { closing.stop() }
+        for _ in 0..<50 {
+            await #expect(throws: (any Error).self) { try await MeshClient.connect(port: closing.port, configuration: configuration) }
+        }
+        #expect(closing.accepted >= 50)
+    }
+}
+
+/// A loopback listening socket that either accepts and closes every connection at once, or never
+/// accepts (the kernel still completes each TCP handshake, so the peer sees a silent server).
+final class RawListener: Sendable {
+    let port: Int
+    private let fd: Int32
+    private let count = Atomic<Int>(0)
+
+    init(acceptAndClose: Bool) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        guard bound == 0, listen(fd, 128) == 0 else { close(fd); throw WireError(.internalError, "cannot listen") }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        if acceptAndClose {
+            Thread { [self] in
+                while true {
+                    let c = accept(fd, nil, nil)
+                    if c < 0 { if errno == EINTR { continue } else { return } }
+                    count.add(1, ordering: .relaxed)
+                    close(c)
+                }
+            }.start()
+        }
+    }
+
+    var accepted: Int { count.load(ordering: .relaxed) }
+
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    deinit { close(fd) }
 }
