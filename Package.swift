@@ -82,15 +82,15 @@ let package = Package(
 
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
         .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),
-        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
-        .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshMQTTTests", dependencies: ["MeshMQTT", "MeshBroker", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWebhookTests", dependencies: ["MeshWebhook", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: [
-            "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+            "MeshWire", "MeshCore", "MeshTestSupport", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "MeshTCPTests", dependencies: ["MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
         .testTarget(name: "MeshBridgeTests", dependencies: [

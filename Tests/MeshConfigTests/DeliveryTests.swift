@@ -56,7 +56,7 @@ connectors:
         #expect(policy.isRetryable(status: 503) && policy.isRetryable(status: 429) && !policy.isRetryable(status: 400))
         #expect(policy.isRetryable(status: nil))
         // Full jitter: every wait lies between zero and the ceiling, and they spread over it.
-        var random = SplitMix(seed: 42)
+        var random = SeededRandom(seed: 42)
         for attempt in 1...8 {
             let ceiling = policy.ceiling(afterAttempt: attempt)
             let waits = (0..<500).map { _ in policy.wait(afterAttempt: attempt, using: &random) }
@@ -327,15 +327,3 @@ connectors:
     }
 }
 
-/// A small seeded generator, so the jitter test draws the same waits every run.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
