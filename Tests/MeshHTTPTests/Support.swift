@@ -242,13 +242,19 @@ func rawExchange(port: Int, _ request: [UInt8], timeout: Duration = .seconds(5),
             }
         }
     let collected = try await channel.executeThenClose { inbound, outbound in
-        try await outbound.write(ByteBuffer(bytes: request))
+        // A server may answer and close before reading the whole request (an early 413): the
+        // write then fails, and what the server sent is still read below.
+        try? await outbound.write(ByteBuffer(bytes: request))
         return try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
                 var text = ""
-                for try await chunk in inbound {
-                    text += String(buffer: chunk)
-                    if until(text) { break }
+                do {
+                    for try await chunk in inbound {
+                        text += String(buffer: chunk)
+                        if until(text) { break }
+                    }
+                } catch where !text.isEmpty {
+                    // Reset after answering (unread request bytes): keep the answer.
                 }
                 return text
             }
