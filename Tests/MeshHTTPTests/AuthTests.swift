@@ -3,6 +3,8 @@ import JWTKit
 import MeshAuth
 import MeshCore
 import MeshGateway
+import MeshHTTP
+import MeshTestSupport
 import Testing
 
 /// Authentication, topic ACLs and publish rates on the HTTP API (docs/security.md).
@@ -158,5 +160,127 @@ import Testing
         try gw.gateway.access.reload(without)
         let gone = try #require(try await narrow.next())
         #expect(gone.json["status"] as? Int == 401)
+    }
+}
+
+/// The `auth:` section of meshgate.yaml and the loopback rule.
+@Suite struct AuthConfigTests {
+    static func load(_ yaml: String, flags: [String: String] = [:]) throws(ConfigError) -> GatewayConfig {
+        let dir = ScratchDirectory()
+        let path = dir.path + "/meshgate.yaml"
+        FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8))
+        return try withExtendedLifetime(dir) { () throws(ConfigError) -> GatewayConfig in
+            try GatewayConfig.load(flags: flags, environment: [:], configFile: path)
+        }
+    }
+
+    static let hash = TokenHash.hex("config-token-0123456789")
+
+    @Test func aValidSectionLoads() throws {
+        let config = try Self.load("""
+            http: 0.0.0.0:8080
+            auth:
+              enabled: true
+              tokens:
+                - name: ingest
+                  sha256: \(Self.hash)
+                  publish: ["sensors/#"]
+                  deny_publish: sensors/secret
+                  rate: 50
+                  burst: 100
+              roles:
+                reader: {subscribe: ["sensors/+/temp"], admin: true}
+              jwt: {algorithm: HS256, secret: "0123456789abcdef0123456789abcdef", issuer: https://id.example}
+            """)
+        #expect(config.auth.enabled)
+        #expect(config.auth.tokens.first?.grant.rate == PublishRate(eventsPerSecond: 50, burst: 100))
+        #expect(config.auth.tokens.first?.grant.publish.deny == [try TopicPattern("sensors/secret")])
+        #expect(config.auth.roles["reader"]?.admin == true)
+        #expect(config.auth.jwt?.issuer == "https://id.example")
+        // Authentication on: listening beyond loopback needs no extra flag, and nothing warns.
+        #expect(config.remoteListeners.isEmpty)
+    }
+
+    @Test func errorsNameTheKey() {
+        func message(_ yaml: String) -> String {
+            do { _ = try Self.load(yaml); return "loaded" } catch { return error.message }
+        }
+        #expect(message("auth:\n  enabled: true\n  tokens:\n    - {name: a, sha256: nothex}\n").contains("auth.tokens[0].sha256"))
+        #expect(message("auth:\n  tokens:\n    - {name: a, sha256: \(Self.hash), publish: [\"a/#/b\"]}\n").contains("auth.tokens[0].publish[0]"))
+        #expect(message("auth:\n  tokens:\n    - {name: a, sha256: \(Self.hash), pubish: x}\n").contains("unknown key \"pubish\""))
+        #expect(message("auth:\n  jwt: {algorithm: RS256, secret: x}\n").contains("auth.jwt"))
+        #expect(message("auth:\n  jwt: {algorithm: ES256, public_key: nope}\n").contains("PEM"))
+        #expect(message("auth:\n  tokens:\n    - {name: a, sha256: \(Self.hash), burst: 3}\n").contains("auth.tokens[0].burst"))
+        #expect(message("auth:\n  enabled: true\n").contains("neither tokens nor jwt"))
+        #expect(message("auth:\n  enabled: maybe\n").contains("auth.enabled"))
+    }
+
+    @Test func authOffBeyondLoopbackStillNeedsTheFlag() {
+        #expect(throws: ConfigError.self) {
+            try Self.load("auth:\n  tokens:\n    - {name: a, sha256: \(Self.hash)}\n", flags: ["--http": "0.0.0.0:0"])
+        }
+        #expect(throws: Never.self) {
+            try Self.load("auth:\n  tokens:\n    - {name: a, sha256: \(Self.hash)}\n", flags: ["--http": "0.0.0.0:0", "--auth": "on"])
+        }
+    }
+}
+
+/// `meshgate serve` with authentication on from meshgate.yaml, reloaded by SIGHUP.
+@Suite(.serialized) struct AuthProcessTests {
+    static let writer = "process-writer-token-0123456789"
+
+    static func yaml(writer: Bool) -> String {
+        var text = """
+            auth:
+              enabled: true
+              tokens:
+                - name: ops
+                  sha256: \(TokenHash.hex("process-ops-token-0123456789"))
+                  admin: true
+
+            """
+        if writer {
+            text += """
+                    - name: writer
+                      sha256: \(TokenHash.hex(Self.writer))
+                      publish: ["orders/#"]
+
+                """
+        }
+        return text
+    }
+
+    @Test func serveEnforcesTheFileAndReloadsItOnSIGHUP() async throws {
+        let dir = ScratchDirectory()
+        let config = dir.path + "/meshgate.yaml"
+        FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: true).utf8))
+        let hash = try await ChildProcess.run(meshgateBinary, ["auth", "hash-token", Self.writer])
+        #expect(hash.output.trimmingCharacters(in: .whitespacesAndNewlines) == TokenHash.hex(Self.writer))
+
+        let serve = try ServeProcessTests.Child(["serve", "--config", config, "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
+                                                 "--data", dir.path + "/data", "--routes", dir.path + "/routes"])
+        let port = try await serve.httpPort()
+        let client = AdminClient(host: "127.0.0.1", port: port)
+        let bearer = [("authorization", "Bearer \(Self.writer)")]
+        try expectProblem(try await client.request(.POST, "/v1/publish/orders/1", body: Array("x".utf8)), 401, "auth.unauthorized")
+        #expect(try await client.request(.POST, "/v1/publish/orders/1", headers: bearer, body: Array("x".utf8)).status == 200)
+        try expectProblem(try await client.request(.POST, "/v1/publish/other", headers: bearer, body: Array("x".utf8)), 403, "auth.forbidden")
+
+        // The CLI presents MESHGATE_TOKEN over TCP.
+        let tcp = try #require(serve.output.range(of: #"listening tcp=127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+            .map { Int(serve.output[$0].split(separator: ":").last!)! })
+        let cli = try ServeProcessTests.Child(["publish", "orders/2", "hi", "--server", "tcp://127.0.0.1:\(tcp)"],
+                                              environment: ["MESHGATE_TOKEN": Self.writer])
+        #expect(await cli.exit() == 0, "\(cli.output)")
+        let anonymous = try ServeProcessTests.Child(["publish", "orders/2", "hi", "--server", "tcp://127.0.0.1:\(tcp)"])
+        #expect(await anonymous.exit() != 0)
+        #expect(anonymous.output.contains("authentication"), "\(anonymous.output)")
+
+        // Remove the writer and reload.
+        FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: false).utf8))
+        serve.child.signal(SIGHUP)
+        #expect(await serve.child.waitForOutput(containing: "reloaded auth"), "\(serve.output)")
+        try expectProblem(try await client.request(.POST, "/v1/publish/orders/1", headers: bearer, body: Array("x".utf8)), 401, "auth.unauthorized")
+        #expect(await serve.terminate() == 0, "\(serve.output)")
     }
 }
