@@ -118,7 +118,7 @@ final class ServerCore: Sendable {
         self.logger = logger
         openAPIBytes = Array(configuration.openAPIDocument.utf8)
         let streams = self.streams, access = configuration.access
-        access.onReload { streams.recheck(access) }
+        if access.enabled { access.onReload { streams.recheck(access) } }
     }
 
     /// The inbox of an event loop, made on first use (there is one per loop of the group).

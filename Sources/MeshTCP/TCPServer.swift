@@ -61,8 +61,10 @@ public final class TCPServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.group = eventLoopGroup
-        let connections = self.connections
-        configuration.access.onReload { for c in connections.all() { c.recheckAccess() } }
+        if configuration.access.enabled {
+            let connections = self.connections
+            configuration.access.onReload { for c in connections.all() { c.recheckAccess() } }
+        }
     }
 
     /// The bound port while listening.
