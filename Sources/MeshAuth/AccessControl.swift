@@ -99,6 +99,12 @@ public final class AccessControl: Sendable {
         }
     }
 
+    /// Counts a connection refused for presenting no credential where the refusal happened
+    /// outside `authenticate` (the TCP state machine refuses a HELLO without a token itself).
+    public func noteMissingCredential() {
+        if enabled { metrics.failed(.missing) }
+    }
+
     private func recorded(_ result: Result<Identity, AuthFailure>, _ record: Bool) -> Result<Identity, AuthFailure> {
         if record, case .failure(let f) = result { metrics.failed(f.reason) }
         return result

@@ -221,7 +221,8 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                 commit(id, group: group, topic: topic, partition: partition, offset: offset)
             case .unsubscribe(let id):
                 endSubscription(id)
-            case .close:
+            case .close(let error):
+                if error?.code == .authenticationFailed, machine.hello?.token == nil { configuration.access.noteMissingCredential() }
                 close()
             }
         }

@@ -162,6 +162,8 @@ import Testing
         try gw.gateway.access.reload(without)
         let gone = try #require(try await narrow.next())
         #expect(gone.json["status"] as? Int == 401)
+        await stream.close()
+        await narrow.close()
     }
 }
 

@@ -225,6 +225,7 @@ final class SSEClient: @unchecked Sendable {
     }
 
     func close() async {
+        channel.outbound.finish()
         try? await channel.channel.close()
     }
 }

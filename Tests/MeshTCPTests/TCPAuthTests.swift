@@ -54,6 +54,7 @@ extension TCPServerTests {
             let wrong = await Self.wireError { _ = try await Self.connect(server, token: "not-a-token-we-know") }
             #expect(wrong?.code == .authenticationFailed)
             #expect(access.metrics.failures[.unknownToken] == 1)
+            #expect(access.metrics.failures[.missing] == 1)
             await server.stop()
         }
 
