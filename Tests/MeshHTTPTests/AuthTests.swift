@@ -258,6 +258,8 @@ import Testing
         let dir = ScratchDirectory()
         let config = dir.path + "/meshgate.yaml"
         FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: true).utf8))
+        // A routes directory, so that routing traps SIGHUP too and both reloads see it.
+        try FileManager.default.createDirectory(atPath: dir.path + "/routes", withIntermediateDirectories: true)
         let hash = try await ChildProcess.run(meshgateBinary, ["auth", "hash-token", Self.writer])
         #expect(hash.output.trimmingCharacters(in: .whitespacesAndNewlines) == TokenHash.hex(Self.writer))
 
@@ -284,6 +286,7 @@ import Testing
         FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: false).utf8))
         serve.child.signal(SIGHUP)
         #expect(await serve.child.waitForOutput(containing: "reloaded auth"), "\(serve.output)")
+        #expect(await serve.child.waitForOutput(containing: "SIGHUP: reloading routes"), "\(serve.output)")
         try expectProblem(try await client.request(.POST, "/v1/publish/orders/1", headers: bearer, body: Array("x".utf8)), 401, "auth.unauthorized")
         #expect(await serve.terminate() == 0, "\(serve.output)")
     }
