@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test test-bridge setup build release bench-log bench-log-quick bench-routes bench-mqtt bench-webhook clean
+.PHONY: run test test-bridge setup build release bench bench-quick bench-log bench-log-quick bench-routes bench-mqtt bench-webhook clean
 
 setup:
 	@scripts/setup.sh
@@ -62,4 +62,4 @@ bench-webhook: release
 	.build/release/meshgate bench webhook $(BENCH_FLAGS)
 
 clean:
-	rm -rf .build .bench-log
+	rm -rf .build .bench-log .bench-suite-*

@@ -11,7 +11,7 @@ struct MeshgateBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshgate-bench",
         abstract: "Load generators for the systems meshgate is benchmarked against.",
-        subcommands: [NATSLoad.self, RedisLoad.self])
+        subcommands: [NATSLoad.self, RedisLoad.self, TCPCeiling.self])
 }
 
 /// The options every load generator shares, spelled as in `meshgate bench publish`.

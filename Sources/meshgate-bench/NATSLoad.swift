@@ -15,6 +15,7 @@ struct NATSLoad: ParsableCommand {
     @Option(help: "Stream name.") var stream = "BENCH"
     @Flag(help: "Measure publish → subscriber latency at --rate instead of throughput.") var latency = false
     @Option(help: "Offered rate in events/s for --latency.") var rate = 20_000.0
+    @Option(help: "Subscribers in --latency mode, each a push consumer on its own connection (fan-out).") var subscribers = 1
     @OptionGroup var load: LoadOptions
 
     func run() throws {
@@ -55,10 +56,10 @@ struct NATSLoad: ParsableCommand {
     }
 
     private func runLatency(_ stats: LoadStats) throws {
-        let subscriber = try Connection(url: url, maxPending: 1)
         let expected = Int(rate * load.duration)
         let received = Counter()
-        try subscriber.subscribe(subject: subject, stats: stats, received: received)
+        let subscriberConnections = try (0..<max(1, subscribers)).map { _ in try Connection(url: url, maxPending: 1) }
+        for subscriber in subscriberConnections { try subscriber.subscribe(subject: subject, stats: stats, received: received) }
         let publishers = try (0..<load.producers).map { _ in try Connection(url: url, maxPending: 1_000_000, stats: stats, countsLatency: false) }
         var data = [UInt8](repeating: 0x78, count: load.size)
         let interval = 1e9 / rate
@@ -77,10 +78,10 @@ struct NATSLoad: ParsableCommand {
             usleep(100)
         }
         let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
-        while received.value < expected, DispatchTime.now().uptimeNanoseconds < deadline { usleep(10_000) }
+        while received.value < expected * subscriberConnections.count, DispatchTime.now().uptimeNanoseconds < deadline { usleep(10_000) }
         stats.finish()
         for p in publishers { p.complete(seconds: 10) }
-        subscriber.close()
+        for subscriber in subscriberConnections { subscriber.close() }
         for p in publishers { p.close() }
     }
 }

@@ -26,12 +26,13 @@ struct BenchPublish: AsyncParsableCommand {
     @Flag(help: "Send every publish as its own PUBLISH frame (no client-side merging into batches).") var noMerge = false
     @Option(help: "Spread the events over this many topics, TOPIC/0 … TOPIC/N-1 (TCP throughput only).") var topics = 1
     @Option(help: "Also write the figures as JSON to this file.") var json: String?
+    @Option(name: .customLong("subscribers"), help: "Subscribers in --latency mode, each on its own connection (fan-out).") var subscribers_ = 1
 
     func run() async throws {
         let rate = try parseRate()
         guard size >= 8 || !latency else { throw ValidationError("--latency needs --size of at least 8 (the send time)") }
-        guard connections >= 1, depth >= 1, duration > 0, topics >= 1 else {
-            throw ValidationError("--connections, --depth, --duration and --topics must be positive")
+        guard connections >= 1, depth >= 1, duration > 0, topics >= 1, subscribers_ >= 1 else {
+            throw ValidationError("--connections, --depth, --duration, --topics and --subscribers must be positive")
         }
         let stats: Stats
         if let http {
@@ -136,20 +137,28 @@ struct BenchPublish: AsyncParsableCommand {
     private func runLatency(rate: Double) async throws -> Stats {
         let clients = try await connect()
         let topic = try Topic(self.topic)
-        let subscriber = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-bench/subscriber")
-        let subscription = try await subscriber.subscribe(TopicPattern(self.topic), from: .latest, window: 4096)
         let stats = Stats(seconds: duration)
         let expected = Int(rate * duration)
-        let reader = Task {
-            var received = 0
-            for try await delivery in subscription {
-                let now = DispatchTime.now().uptimeNanoseconds
-                guard delivery.event.data.count >= 8 else { continue }
-                let sentAt = delivery.event.data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
-                stats.recordLatency(now &- sentAt)
-                received += 1
-                if received >= expected { break }
-            }
+        // Each subscriber on its own connection; every one of them sees every event.
+        var subscribers: [MeshClient] = []
+        var readers: [Task<Void, any Error>] = []
+        var subscriptions: [MeshSubscription] = []
+        for i in 0..<subscribers_ {
+            let subscriber = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-bench/subscriber-\(i)")
+            let subscription = try await subscriber.subscribe(TopicPattern(self.topic), from: .latest, window: 4096)
+            subscribers.append(subscriber)
+            subscriptions.append(subscription)
+            readers.append(Task {
+                var received = 0
+                for try await delivery in subscription {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    guard delivery.event.data.count >= 8 else { continue }
+                    let sentAt = delivery.event.data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
+                    stats.recordLatency(now &- sentAt)
+                    received += 1
+                    if received >= expected { break }
+                }
+            })
         }
         let progress = stats.startProgress()
         let interval = 1e9 / rate
@@ -168,14 +177,14 @@ struct BenchPublish: AsyncParsableCommand {
         }
         // Wait for the stragglers, but not forever.
         let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
-        while stats.latencyCount < expected, DispatchTime.now().uptimeNanoseconds < deadline {
+        while stats.latencyCount < expected * subscribers_, DispatchTime.now().uptimeNanoseconds < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        reader.cancel()
+        for reader in readers { reader.cancel() }
         stats.finish()
         progress.cancel()
-        subscription.cancel()
-        await subscriber.close()
+        for subscription in subscriptions { subscription.cancel() }
+        for subscriber in subscribers { await subscriber.close() }
         for client in clients { await client.close() }
         return stats
     }
