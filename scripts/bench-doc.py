@@ -290,13 +290,14 @@ section("MQTT", "MQTT", intro=[
 
 section("Memory", "memory", intro=[
     "Resident set size from /proc: each server started fresh and left idle for 2 s; then meshgate under "
-    "publish load spread over 10,000 topics (each topic created on its first event), sampled every 100 ms."]
+    f"publish load spread over {raw.get('memory', {}).get('topics', 10000):,} topics (each topic created on its first event, "
+    "the load measured once all exist), sampled every 100 ms."]
     + ([f"Topics listed afterwards by `/v1/topics`: {n(raw['memory']['topics_listed'])}; RSS after the load: "
         f"{raw['memory']['after_mib']:.1f} MiB."] if raw.get("memory", {}).get("topics_listed") is not None else []))
 
 section("Start-up and recovery", "start-up", intro=[
     "Time from the process's start to its port accepting a TCP connection (best of three, empty data "
-    "directory), and the gateway's restart after `kill -9` on the data the 10,000-topic load left behind. "
+    "directory), and the gateway's restart after `kill -9` on the data the many-topic load left behind. "
     "The log's own recovery (`meshgate bench log`) reopens a partition written to its end and killed."])
 
 section("Machine ceilings", "ceilings", intro=[
@@ -340,6 +341,12 @@ if wh:
         f"The latency scenario runs an open loop at {int(wh['latency_rate']):,} events/s and subtracts a blocking "
         f"client's round trip to the same receiver: connector p50 {n(wh['latency_p50_us'])} µs, p99 "
         f"{n(wh['latency_p99_us'])} µs; added p50 {n(wh['added_p50_us'])} µs."])
+
+section("Harness check", "harness check", intro=[
+    "The peers' load generators measured against the peer's own C benchmark tool on the same server in the "
+    "same run: a ratio near 1 means the harness, not the server, would be the limit. `meshgate-bench redis` keeps "
+    "its window full (it refills after every burst of replies, as meshgate's client does), where "
+    "`redis-benchmark -P` sends a whole pipeline and waits for all of it, which suits a single connection better."])
 
 section("Peers' own figures", "peers", intro=["The peers' figures on their own, for `meshgate bench compare`."])
 

@@ -11,29 +11,44 @@ public final class LoadStats: Sendable {
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         var ok = 0
         var failed = 0
-        var inFlight = 0
         var latencies = 0
         var finishedAt: UInt64?
     }
 
     private let state = Mutex(State())
+    private let shards = Mutex<[LoadShard]>([])
+    /// Non-zero once finished: read on every recording without taking the lock.
+    private let finishedFlag = Atomic<Bool>(false)
+    private let outstanding = Atomic<Int>(0)
     public let seconds: Double
     public let startedAt = DispatchTime.now().uptimeNanoseconds
 
     public init(seconds: Double) { self.seconds = seconds }
 
-    public var isFinished: Bool { state.withLock { $0.finishedAt != nil } }
-    public var latencyCount: Int { state.withLock { $0.latencies } }
-    public var failed: Int { state.withLock { $0.failed } }
-    public var inFlight: Int { state.withLock { $0.inFlight } }
+    /// A recorder for one thread (or one connection's callbacks): it has its own histogram and
+    /// counters, so threads do not contend on one lock; the summary merges them.
+    public func shard() -> LoadShard {
+        let shard = LoadShard(owner: self)
+        shards.withLock { $0.append(shard) }
+        return shard
+    }
 
-    public func sent() { state.withLock { $0.inFlight += 1 } }
+    public var isFinished: Bool { finishedFlag.load(ordering: .relaxed) }
+    public var latencyCount: Int { merged().latencies }
+    public var failed: Int { merged().failed }
+    public var inFlight: Int { outstanding.load(ordering: .relaxed) }
+
+    /// One operation sent and not yet answered (what `drain` waits for).
+    public func sent() { outstanding.add(1, ordering: .relaxed) }
+
+    /// One operation answered (for load generators recording through a shard).
+    public func answered() { outstanding.subtract(1, ordering: .relaxed) }
 
     /// A publish answered; latency from `since` (nanoseconds, uptime clock) to now.
     public func record(_ ok: Bool, since: UInt64) {
         let now = DispatchTime.now().uptimeNanoseconds
+        outstanding.subtract(1, ordering: .relaxed)
         state.withLock { s in
-            s.inFlight -= 1
             guard s.finishedAt == nil else { return }
             if ok {
                 s.ok += 1
@@ -58,12 +73,26 @@ public final class LoadStats: Sendable {
 
     public func finish() {
         state.withLock { s in if s.finishedAt == nil { s.finishedAt = DispatchTime.now().uptimeNanoseconds } }
+        finishedFlag.store(true, ordering: .relaxed)
+    }
+
+    /// The main state with every shard merged in.
+    private func merged() -> State {
+        var s = state.withLock { $0 }
+        for shard in shards.withLock({ $0 }) {
+            let part = shard.snapshot()
+            s.ok += part.ok
+            s.failed += part.failed
+            s.latencies += part.latencies
+            s.histogram.add(part.histogram)
+        }
+        return s
     }
 
     /// Waits for what is still in flight to be answered (not counted).
     public func drain(timeout: Double) async {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
-        while state.withLock({ $0.inFlight > 0 }), DispatchTime.now().uptimeNanoseconds < deadline {
+        while inFlight > 0, DispatchTime.now().uptimeNanoseconds < deadline {
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
@@ -71,7 +100,7 @@ public final class LoadStats: Sendable {
     /// The same, for load generators that run on their own threads.
     public func drainBlocking(timeout: Double) {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
-        while state.withLock({ $0.inFlight > 0 }), DispatchTime.now().uptimeNanoseconds < deadline {
+        while inFlight > 0, DispatchTime.now().uptimeNanoseconds < deadline {
             usleep(5_000)
         }
     }
@@ -81,7 +110,8 @@ public final class LoadStats: Sendable {
             var last = 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
-                let (ok, failed, p99) = state.withLock { ($0.ok, $0.failed, $0.histogram.valueAtPercentile(99)) }
+                let s = merged()
+                let (ok, failed, p99) = (s.ok, s.failed, s.histogram.valueAtPercentile(99))
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - startedAt) / 1e9
                 FileHandle.standardError.write(Data(String(
                     format: "\r\u{1B}[K%5.1fs  %@ ok  %@/s now  %d failed  p99 %@", elapsed, formatCount(ok), formatCount(ok - last), failed,
@@ -93,7 +123,7 @@ public final class LoadStats: Sendable {
 
     /// The run's figures: rate over the time to `finish()`, latency percentiles in microseconds.
     public func summary(size: Int) -> LoadSummary {
-        let s = state.withLock { $0 }
+        let s = merged()
         let elapsed = Double((s.finishedAt ?? DispatchTime.now().uptimeNanoseconds) - startedAt) / 1e9
         let h = s.histogram
         func us(_ p: Double) -> Double { Double(h.valueAtPercentile(p)) / 1e3 }
@@ -112,6 +142,49 @@ public final class LoadStats: Sendable {
         print("\(mode) (\(s.samples) samples): p50 \(ns(s.p50Micros))  p90 \(ns(s.p90Micros))"
             + "  p99 \(ns(s.p99Micros))  p99.9 \(ns(s.p999Micros))  max \(ns(s.maxMicros))")
     }
+}
+
+/// One thread's recorder of a `LoadStats` (see `LoadStats.shard()`).
+public final class LoadShard: Sendable {
+    struct Part {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        var ok = 0
+        var failed = 0
+        var latencies = 0
+    }
+
+    private let part = Mutex(Part())
+    private let owner: LoadStats
+
+    init(owner: LoadStats) { self.owner = owner }
+
+    /// An operation answered; latency from `since` (uptime nanoseconds) to now. Not counted once finished.
+    public func record(_ ok: Bool, since: UInt64) {
+        guard !owner.isFinished else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        part.withLock { p in
+            if ok {
+                p.ok += 1
+                _ = p.histogram.record(now &- since)
+            } else {
+                p.failed += 1
+            }
+        }
+    }
+
+    /// An acknowledgement in latency mode (the latency is measured at the subscriber).
+    public func acknowledged(_ ok: Bool) {
+        part.withLock { p in if ok { p.ok += 1 } else { p.failed += 1 } }
+    }
+
+    public func recordLatency(_ nanoseconds: UInt64) {
+        part.withLock { p in
+            p.latencies += 1
+            _ = p.histogram.record(nanoseconds)
+        }
+    }
+
+    func snapshot() -> Part { part.withLock { $0 } }
 }
 
 /// What one load run measured, as the load generators write it with `--json`.

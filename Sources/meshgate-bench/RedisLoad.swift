@@ -52,22 +52,37 @@ struct RedisLoad: ParsableCommand {
                 sentAt[tail] = DispatchTime.now().uptimeNanoseconds
                 tail = (tail + 1) % depth
                 outstanding += 1
-                stats.sent()
+            }
+            let shard = stats.shard()
+            func handle(_ reply: UnsafeMutableRawPointer?) {
+                let ok = reply.map { $0.assumingMemoryBound(to: redisReply.self).pointee.type != REDIS_REPLY_ERROR } ?? false
+                freeReplyObject(reply)
+                shard.record(ok, since: sentAt[head])
+                head = (head + 1) % depth
+                outstanding -= 1
             }
             for _ in 0..<depth { append() }
             while outstanding > 0 {
+                // Blocks for one reply, writing every appended command first in one go.
                 var reply: UnsafeMutableRawPointer?
                 if redisGetReply(c, &reply) != REDIS_OK {
                     // The connection failed: count what was outstanding as failed.
-                    while outstanding > 0 { stats.record(false, since: 0); outstanding -= 1 }
+                    while outstanding > 0 { shard.record(false, since: 0); outstanding -= 1 }
                     break
                 }
-                let ok = reply.map { $0.assumingMemoryBound(to: redisReply.self).pointee.type != REDIS_REPLY_ERROR } ?? false
-                freeReplyObject(reply)
-                stats.record(ok, since: sentAt[head])
-                head = (head + 1) % depth
-                outstanding -= 1
-                if DispatchTime.now().uptimeNanoseconds < deadline { append() } else { stats.finish() }
+                handle(reply)
+                // Every reply already read, without another system call.
+                while outstanding > 0 {
+                    var more: UnsafeMutableRawPointer?
+                    guard redisReaderGetReply(c.pointee.reader, &more) == REDIS_OK, more != nil else { break }
+                    handle(more)
+                }
+                // Refill the window; the commands go out with the next redisGetReply.
+                if DispatchTime.now().uptimeNanoseconds < deadline {
+                    while outstanding < depth { append() }
+                } else {
+                    stats.finish()
+                }
             }
         }
         stats.finish()

@@ -103,10 +103,12 @@ struct BenchPublish: AsyncParsableCommand {
                 try await Task.sleep(for: .microseconds(200))
             }
         } else {
+            // One recorder per connection: its callbacks run on that connection's event loop.
+            let shards = clients.map { _ in stats.shard() }
             var n = 0
-            for client in clients {
+            for (i, client) in clients.enumerated() {
                 for _ in 0..<depth {
-                    Self.keepPublishing(client, topics: spread, next: n, size: size, stats: stats)
+                    Self.keepPublishing(client, topics: spread, next: n, size: size, stats: stats, shard: shards[i])
                     n += 1
                 }
             }
@@ -120,14 +122,15 @@ struct BenchPublish: AsyncParsableCommand {
     }
 
     /// Keeps one publish in flight; with several topics each slot walks through them in turn.
-    private static func keepPublishing(_ client: MeshClient, topics: [Topic], next: Int, size: Int, stats: Stats) {
+    private static func keepPublishing(_ client: MeshClient, topics: [Topic], next: Int, size: Int, stats: Stats, shard: LoadShard) {
         let sent = DispatchTime.now().uptimeNanoseconds
         stats.sent()
         let topic = topics[next % topics.count]
         client.publish(Event(topic: topic, source: "bench", type: "bench", data: [UInt8](repeating: 0x78, count: size))) { result in
-            stats.record(result.isSuccess, since: sent)
+            shard.record(result.isSuccess, since: sent)
+            stats.answered()
             if result.isSuccess, !stats.isFinished {
-                keepPublishing(client, topics: topics, next: next &+ 997, size: size, stats: stats)
+                keepPublishing(client, topics: topics, next: next &+ 997, size: size, stats: stats, shard: shard)
             }
         }
     }
