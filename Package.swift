@@ -95,7 +95,7 @@ let package = Package(
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
         .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
-        .testTarget(name: "MeshBenchTests", dependencies: ["MeshBench"]),
+        .testTarget(name: "MeshBenchTests", dependencies: ["MeshBench", "MeshTestSupport"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
