@@ -358,8 +358,9 @@ if not missed:
 else:
     w("Missed in this run: " + "; ".join(f"{f['label']} ({status(f).replace('**', '')})" for f in missed) + ".")
     w("")
-    w("See [bench/profile.md](bench/profile.md) for the profiles taken of the missed scenarios "
-      "(`perf record` of the gateway under the same load).")
+    if os.path.exists(os.path.join(plot_dir, "profile.md")):
+        w(f"[{plot_rel}/profile.md]({plot_rel}/profile.md) records how the missed scenarios were profiled "
+          "and names each bottleneck.")
 w("")
 
 w("## Not measured here")
