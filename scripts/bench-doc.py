@@ -181,6 +181,7 @@ if lat:
         parts.append(f'"{name}.dat" using 1:3 with linespoints lw 2 title "{SYSTEM_NAMES.get(name, name)} p99"')
     plot = ('set title "Publish to subscriber latency, 100 B, open loop"\nset xlabel "offered load (events/s)"\n'
             'set ylabel "latency (microseconds)"\nset logscale y\n' + ("set logscale x\n" if len(all_loads) > 2 else "")
+            + (f"set xrange [{all_loads[0] // 2}:{all_loads[0] * 3 // 2}]\n" if len(all_loads) == 1 else "")
             + 'set xtics (' + ", ".join(f'"{l}" {l}' for l in all_loads) + ')\n'
             + "plot " + ", ".join(parts) + "\n")
     gnuplot("latency-vs-load", plot, data)
