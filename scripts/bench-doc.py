@@ -262,6 +262,11 @@ if lat:
     if "latency-vs-load" in plots:
         w(f"![Latency percentiles against offered load]({plots['latency-vs-load']})")
         w("")
+    if shared:
+        w("On a shared machine the p99 of a 5 s run is set by a handful of scheduler stalls, in either system: "
+          "it can move tenfold between runs of the same build. The p50 is steady; judge the p99 target over "
+          "several runs (`meshgate bench compare`).")
+        w("")
     lines.extend(fig_table([f for f in R["figures"] if f["group"] == "publish → subscribe latency"]))
     w("")
 

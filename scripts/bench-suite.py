@@ -600,6 +600,9 @@ def main():
             log(f"{name} FAILED: {e}")
         finally:
             PROCS.stop_all()
+            # Each scenario's data directories go as soon as it ends (gigabytes after the publish runs).
+            for entry in os.listdir(suite.work):
+                shutil.rmtree(os.path.join(suite.work, entry), ignore_errors=True)
         log(f"{name}: {time.monotonic() - t0:.0f} s")
     info["load_average_end"] = list(os.getloadavg())
     results = {
