@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test test-bridge setup build release bench-log bench-log-quick bench-routes bench-mqtt bench-webhook clean
+.PHONY: run test test-bridge setup build release bench bench-quick bench-log bench-log-quick bench-routes bench-mqtt bench-webhook clean
 
 setup:
 	@scripts/setup.sh
@@ -38,10 +38,23 @@ test-bridge: setup
 	$(SWIFT) build --build-tests
 	timeout 900 $(SWIFT) test --skip-build --filter BridgeProcessTests
 
-## Benchmark the built-in log against the disk's ceiling (release build).
+## The benchmark suite side by side with its peers (JetStream, Redis, mosquitto, bare SwiftNIO; release
+## build, several minutes): writes docs/bench/results.json, docs/benchmarks.md and the plots in docs/bench/.
+bench: release
+	scripts/bench-suite.py --out docs/bench/results.json $(BENCH_FLAGS)
+	scripts/bench-doc.py docs/bench/results.json docs/benchmarks.md docs/bench
+
+## The main scenarios in 1 s runs (under two minutes): results in .build/bench-quick.json, the committed
+## documents untouched; prints the targets and the comparison with the committed run.
+bench-quick: release
+	scripts/bench-suite.py --quick --out .build/bench-quick.json $(BENCH_FLAGS)
+	scripts/bench-doc.py .build/bench-quick.json .build/bench-quick.md .build/bench-quick-plots
+	@sed -n '/^## Targets/,/^## Durable/p' .build/bench-quick.md | sed '$$d'
+	@if [ -f docs/bench/results.json ]; then .build/release/meshgate bench compare docs/bench/results.json .build/bench-quick.json; fi
+
+## The built-in log alone against the disk's own ceiling (release build); also part of `make bench`.
 bench-log: release
 	.build/release/meshgate bench log --json .build/bench-log.json $(BENCH_FLAGS)
-	scripts/bench-log-doc.py .build/bench-log.json docs/benchmarks.md
 
 bench-log-quick: release
 	.build/release/meshgate bench log --quick --recovery-mib 0 $(BENCH_FLAGS)
@@ -59,4 +72,4 @@ bench-webhook: release
 	.build/release/meshgate bench webhook $(BENCH_FLAGS)
 
 clean:
-	rm -rf .build .bench-log
+	rm -rf .build .bench-log .bench-suite-*

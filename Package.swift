@@ -15,6 +15,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "meshgate", targets: ["meshgate"]),
+        .executable(name: "meshgate-bench", targets: ["meshgate-bench"]),
         .library(name: "MeshClient", targets: ["MeshClient"]),
     ],
     dependencies: [
@@ -81,9 +82,21 @@ let package = Package(
             "MeshCore", "MeshRouting", "CCurl", "CCurlShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The benchmark harness shared by every load generator (counters, HDR latency, the JSON a run
+        // writes) and the results model behind `meshgate bench compare`. No dependency on the gateway.
+        .target(name: "MeshBench", dependencies: [.product(name: "Histogram", package: "hdrhistogram-swift")]),
+        // The NATS and Redis C clients (Debian libnats-dev, libhiredis-dev). Only meshgate-bench links them.
+        .systemLibrary(name: "CNats", path: "Sources/CNats"),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
+        // The peers' load generators: the same harness as `meshgate bench publish`, over each peer's C
+        // client. A separate executable so the gateway binary links neither client.
+        .executableTarget(name: "meshgate-bench", dependencies: [
+            "MeshBench", "CNats", "CHiredis", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // The command line: the only place that bootstraps logging and metrics.
         .executableTarget(name: "meshgate", dependencies: [
             "MeshAuth", "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook",
+            "MeshBench",
             nioCore, nioPosix, nioHTTP1, logging, metrics,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -93,6 +106,7 @@ let package = Package(
         .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshAuthTests", dependencies: ["MeshAuth", "MeshCore", .product(name: "JWTKit", package: "jwt-kit")]),
+        .testTarget(name: "MeshBenchTests", dependencies: ["MeshBench", "MeshTestSupport"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
