@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHGATE = os.path.join(ROOT, ".build/release/meshgate")
 PEERS = os.path.join(ROOT, ".build/release/meshgate-bench")
 
-SCENARIOS = ["publish", "latency", "http", "mqtt", "memory", "startup", "fanout", "ceilings", "log", "webhook"]
+SCENARIOS = ["publish", "latency", "http", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "ceilings", "log", "webhook"]
 
 
 def log(message):
@@ -147,14 +147,22 @@ class Suite:
 
     # Servers -------------------------------------------------------------
 
-    def meshgate(self, fsync, name=None, data=None):
+    def meshgate(self, fsync, name=None, data=None, routes=None, node="bench", tcp=None):
+        """routes: the text of a route file to load (none by default); tcp: a fixed port (a site that
+        restarts where its peers expect it)."""
         name = name or f"meshgate-{fsync}"
-        tcp, http = free_port(), free_port()
+        tcp, http = tcp or free_port(), free_port()
         data = data or self.scratch(f"{name}-data")
-        routes = self.path("no-routes")
-        os.makedirs(routes, exist_ok=True)
+        if routes is None:
+            directory = self.path("no-routes")
+            os.makedirs(directory, exist_ok=True)
+        else:
+            directory = self.scratch(f"{name}-routes")
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, "routes.yaml"), "w") as f:
+                f.write(routes)
         proc = PROCS.start(name, [MESHGATE, "serve", "--http", f"127.0.0.1:{http}", "--tcp", f"127.0.0.1:{tcp}",
-                                  "--data", data, "--routes", routes, "--fsync", fsync, "--node", "bench",
+                                  "--data", data, "--routes", directory, "--fsync", fsync, "--node", node,
                                   "--log-level", "warning"], self.scratch(f"{name}.log"))
         proc.startup_s = wait_port(tcp, proc)
         wait_port(http, proc)
@@ -489,6 +497,70 @@ class Suite:
         self.figure("fanout.16.deliveries", "fan-out", "deliveries/s over the 16 subscribers", "deliveries/s",
                     m["samples"] / m["seconds"], peer="JetStream", peer_value=j["samples"] / j["seconds"])
 
+    def scenario_routing(self):
+        """End-to-end log → log routing: TCP publishes into `in/...` while a route copies every event to
+        `out/{topic}`, against the same publishes with no route, on one gateway each."""
+        size, producers = 100, 4
+        plain = self.meshgate("always", name="meshgate-plain")
+        log("routing: TCP publish with no route")
+        base = self.mesh_publish(plain, producers, size, "in/bench")
+        PROCS.stop(plain)
+        routed = self.meshgate("always", name="meshgate-routed", routes=ROUTE_COPY)
+        wait_routes(routed)
+        log("routing: TCP publish into a routed topic")
+        started = time.monotonic()
+        self.mesh_publish(routed, producers, size, "in/bench")
+        published = topic_end(routed, "in/bench")
+        caught_up = wait_topic(routed, "out/in/bench", published, timeout=300)
+        rate = published / (caught_up - started)
+        PROCS.stop(routed)
+        self.raw["routing"] = {"plain": base, "published": published, "seconds_to_route_all": caught_up - started}
+        self.figure("routing.log-to-log-vs-publish", "routing",
+                    f"events published over TCP and routed log → log (`fsync: always`, {size} B, {producers} connections), "
+                    "vs TCP publish alone", "events/s", rate, peer="TCP publish, no route", peer_value=base["per_second"],
+                    target=("ratio_min", 0.7))
+
+    def scenario_bridge(self):
+        """Cross-site forwarding between two gateways: steady forwarding against local TCP publish, and
+        catch-up after an outage of the receiving site against the rate that built the backlog."""
+        size, producers = 100, 4
+        b_port = free_port()
+        b = self.meshgate("always", name="site-b", node="site-b", tcp=b_port)
+        a = self.meshgate("always", name="site-a", node="site-a", routes=ROUTE_BRIDGE.format(port=b_port))
+        wait_routes(a)
+        log("bridge: local TCP publish on a topic that is not forwarded")
+        local = self.mesh_publish(a, producers, size, "local/bench")
+        log("bridge: steady forwarding")
+        started = time.monotonic()
+        self.mesh_publish(a, producers, size, "orders/steady")
+        published = topic_end(a, "orders/steady")
+        arrived = wait_topic(b, "orders/steady", published, timeout=300)
+        steady = published / (arrived - started)
+        self.figure("bridge.steady-vs-publish", "cross-site", f"events forwarded A → B while published on A ({size} B, "
+                    f"{producers} connections, `fsync: always` on both)", "events/s", steady,
+                    peer="TCP publish on A alone", peer_value=local["per_second"], target=("ratio_min", 0.8))
+        outage = 10 if self.quick else 60
+        offered = 5000
+        log(f"bridge: site B down for {outage} s while A takes {offered} events/s")
+        PROCS.stop(b, signal.SIGKILL)
+        out = self.scratch("backlog.json")
+        run([MESHGATE, "bench", "publish", "--server", f"tcp://127.0.0.1:{a.tcp}", "--connections", "1", "--size", str(size),
+             "--duration", str(outage), "--rate", str(offered), "--topic", "orders/backlog", "--json", out],
+            outage + 60, "meshgate bench publish")
+        backlog = topic_end(a, "orders/backlog")
+        built_rate = backlog / outage
+        b = self.meshgate("always", name="site-b-again", node="site-b", tcp=b_port, data=b.data)
+        restarted = time.monotonic()
+        done = wait_topic(b, "orders/backlog", backlog, timeout=600)
+        catch_up = backlog / (done - restarted)
+        self.raw["bridge"] = {"local": local, "steady_published": published, "steady_seconds": arrived - started,
+                              "outage_s": outage, "backlog": backlog, "catch_up_s": done - restarted}
+        self.figure("bridge.catch-up-vs-backlog-rate", "cross-site",
+                    f"catch-up after a {outage} s outage of site B ({backlog:,} events queued on A), from B's restart",
+                    "events/s", catch_up, peer="rate that built the backlog", peer_value=built_rate, target=("ratio_min", 3.0))
+        PROCS.stop(a)
+        PROCS.stop(b)
+
     def scenario_ceilings(self):
         out = self.scratch("tcp.json")
         log("ceilings: raw loopback TCP")
@@ -536,6 +608,59 @@ class Suite:
                     "µs", r["added_p99_us"], better="lower", target=("value_max", 2000))
 
 
+# ---------------------------------------------------------------- routing helpers
+
+ROUTE_COPY = """version: 1
+routes:
+  - name: copy
+    from: "in/#"
+    to: [{topic: "out/{topic}"}]
+"""
+
+ROUTE_BRIDGE = """version: 1
+connectors:
+  site-b: {{type: meshgate, url: "tcp://127.0.0.1:{port}"}}
+routes:
+  - name: to-b
+    from: "orders/#"
+    to: [{{connector: site-b, buffer: 4096, retry: {{backoff: 100ms, max_backoff: 1s}}}}]
+"""
+
+
+def admin(server, path):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http}{path}", timeout=10) as r:
+        return json.load(r)
+
+
+def topic_end(server, name):
+    """Events in a topic: the sum of its partitions' end offsets (0 while it does not exist)."""
+    for t in admin(server, "/v1/topics")["topics"]:
+        if t["name"] == name:
+            return sum(p["end_offset"] for p in t["partitions"])
+    return 0
+
+
+def wait_topic(server, name, count, timeout):
+    """Polls until `name` holds `count` events; returns the monotonic time it first did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if topic_end(server, name) >= count:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise RuntimeError(f"{name} held {topic_end(server, name)} of {count} events after {timeout} s")
+
+
+def wait_routes(server, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        routes = admin(server, "/v1/routes")
+        if routes.get("routes"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the route file did not load")
+
+
 # ---------------------------------------------------------------- machine
 
 def sh(argv):
@@ -574,11 +699,27 @@ def versions():
     }
 
 
+def merged(old, new):
+    """`old` with `new`'s figures and raw data in place of the ones they measure again; the machine,
+    versions and time of the new run are kept beside the old run's (`merged_from`)."""
+    ids = {f["id"] for f in new["figures"]}
+    out = dict(new)
+    out["figures"] = [f for f in old["figures"] if f["id"] not in ids] + new["figures"]
+    out["raw"] = {**old.get("raw", {}), **new["raw"]}
+    out["scenarios"] = old.get("scenarios", []) + [s for s in new["scenarios"] if s not in old.get("scenarios", [])]
+    out["failures"] = {**{k: v for k, v in old.get("failures", {}).items() if k not in new["scenarios"]}, **new["failures"]}
+    out["merged_from"] = old.get("merged_from", []) + [{"taken_at": old["taken_at"], "scenarios": old.get("scenarios", []),
+                                                         "machine": old.get("machine")}]
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 s runs and the main scenarios only (≤ 2 minutes)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/bench/results.json"))
     parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument("--merge", action="store_true",
+                        help="update the chosen scenarios' figures in an existing --out file, keeping the rest")
     args = parser.parse_args()
     for binary in (MESHGATE, PEERS):
         if not os.access(binary, os.X_OK):
@@ -618,6 +759,8 @@ def main():
         "figures": suite.figures,
         "raw": suite.raw,
     }
+    if args.merge and os.path.exists(args.out):
+        results = merged(read_json(args.out), results)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1, sort_keys=False)
