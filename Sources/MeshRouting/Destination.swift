@@ -1,5 +1,6 @@
 import MeshCore
 import MeshLog
+import Synchronization
 
 /// Something events are delivered to: a log topic, an MQTT broker, a webhook, a remote site.
 /// The engine calls `deliver` for one event at a time per key (see `DeliveryPolicy.ordering`), and
@@ -67,6 +68,67 @@ public struct LogTopicDestination: Destination {
         } catch {
             throw DeliveryError("cannot append to \(event.topic): \(error)", retryable: true)
         }
+    }
+
+    /// Takes each read batch whole: one append per destination partition (one write, and for
+    /// `fsync: always` one group commit, instead of one per event), all partitions at once, each
+    /// partition's events in batch order. A failure fails the whole batch, whose retry may repeat
+    /// the events another partition already took (at least once, as for a crash before the commit).
+    public var acceptsBatches: Bool { true }
+
+    public func deliver(batch events: [Event]) async throws(DeliveryError) {
+        var groups: [(partition: PartitionLog, payloads: [[UInt8]])] = []
+        var groupOf: [ObjectIdentifier: Int] = [:]
+        for event in events {
+            let partition: PartitionLog
+            do {
+                let topic = try log.createTopic(event.topic)
+                partition = topic.partitions[topic.partition(forKey: event.partitionKey)]
+            } catch {
+                throw DeliveryError("cannot append to \(event.topic): \(error)", retryable: true)
+            }
+            let payload = EventCodec.encode(event)
+            if let i = groupOf[ObjectIdentifier(partition)] {
+                groups[i].payloads.append(payload)
+            } else {
+                groupOf[ObjectIdentifier(partition)] = groups.count
+                groups.append((partition, [payload]))
+            }
+        }
+        guard !groups.isEmpty else { return }
+        let failure: (String, LogError)? = await withCheckedContinuation { continuation in
+            let pending = Countdown(groups.count)
+            for (partition, payloads) in groups {
+                let name = partition.topicName
+                partition.append(batch: payloads) { result in
+                    if let outcome = pending.finish(result.failure.map { (name, $0) }) { continuation.resume(returning: outcome) }
+                }
+            }
+        }
+        if let (topic, error) = failure { throw DeliveryError("cannot append to \(topic): \(error)", retryable: true) }
+    }
+}
+
+/// Counts the appends of a batch down; the last one to finish learns the first failure.
+private final class Countdown: Sendable {
+    private let state: Mutex<(left: Int, failure: (String, LogError)?)>
+
+    init(_ count: Int) { state = Mutex((count, nil)) }
+
+    /// Nil while appends are outstanding; then `.some(first failure or nil)`.
+    func finish(_ failure: (String, LogError)?) -> (String, LogError)?? {
+        state.withLock { s in
+            if s.failure == nil, let failure { s.failure = failure }
+            s.left -= 1
+            return s.left == 0 ? .some(s.failure) : nil
+        }
+    }
+}
+
+extension Result {
+    fileprivate var failure: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
     }
 }
 
