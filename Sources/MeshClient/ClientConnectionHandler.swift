@@ -1,4 +1,5 @@
 import MeshCore
+import MeshNet
 import MeshWire
 import NIOCore
 import NIOPosix
@@ -97,7 +98,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         if let wire = error as? WireError {
             run(machine.decodingFailed(wire))
         } else {
-            closeReason = closeReason ?? WireError(.notReady, "connection error: \(error)")
+            closeReason = closeReason ?? WireError(.notReady, "connection error: \(describeTLSFailure(error) ?? "\(error)")")
             context.close(promise: nil)
         }
     }
@@ -105,6 +106,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     // MARK: Requests (on the event loop)
 
     func start(_ promise: EventLoopPromise<Welcome>) {
+        if closed {
+            // Gone before the handshake began (a TLS handshake that failed): say why.
+            return promise.fail(closeReason ?? .disconnected)
+        }
         welcomePromise = promise
         do {
             write(try machine.start())

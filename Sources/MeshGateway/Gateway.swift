@@ -3,6 +3,7 @@ import MeshBridge
 import MeshBroker
 import MeshHTTP
 import MeshLog
+import MeshNet
 import MeshTCP
 import NIOCore
 import NIOPosix
@@ -28,6 +29,10 @@ public final class Gateway: Sendable {
     public let bridgeIngress: BridgeIngressService
     /// The Prometheus registry behind `GET /metrics` and the swift-metrics backend of the parts.
     public let metrics: GatewayMetrics
+    /// The listeners' TLS (one context shared by both, reloaded on SIGHUP); nil when TLS is off.
+    public let tls: ServerTLS?
+    /// Connection limits and their counters, one per built-in listener.
+    public let connectionLimiters: [ConnectionLimiter]
     private let logger: Logger
     private let group = Mutex<ServiceGroup?>(nil)
     private let shutdownRequested = Atomic<Bool>(false)
@@ -60,20 +65,26 @@ public final class Gateway: Sendable {
         let ingress = routing.runtimes.bridgeIngress
         bridgeIngress = ingress
         self.routing = routing
+        let tls = config.serverTLSFiles.map { ServerTLS(files: $0) }
+        self.tls = tls
+        let limits = ConnectionLimits(maxConnections: config.maxConnections, maxConnectionsPerPeer: config.maxConnectionsPerPeer)
+        let limiters = ["http", "tcp"].map { ConnectionLimiter(listener: $0, limits: limits) }
+        connectionLimiters = limiters
         var render: (@Sendable () -> [UInt8])?
         if metrics.enabled {
-            render = { metrics.render(log: log, status: status, routing: routing) }
+            render = { metrics.render(log: log, status: status, routing: routing, connections: limiters) }
         }
         let admin = GatewayAdmin(routing: routing, metrics: render)
         listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: admin, group: eventLoopGroup,
-                                       bridgeIngress: ingress)
+                                       bridgeIngress: ingress, tls: tls, limiters: limiters)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
 
     /// The built-in listeners: HTTP and TCP, over the same broker.
     static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
-                              group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil) -> [any Listener] {
+                              group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil,
+                              tls: ServerTLS? = nil, limiters: [ConnectionLimiter] = []) -> [any Listener] {
         var http = HTTPServerConfiguration()
         http.host = config.http.host
         http.port = config.http.port
@@ -84,6 +95,7 @@ public final class Gateway: Sendable {
         tcp.connection.maxEventSize = config.maxEventBytes
         tcp.connection.maxInFlightPublishes = config.maxInFlight
         tcp.bridgeIngress = bridgeIngress
+        configureConnections(http: &http, tcp: &tcp, config: config, tls: tls, limiters: limiters)
         let tcpServer = TCPServer(broker: broker, configuration: tcp, logger: Logger(label: "meshgate.tcp"), eventLoopGroup: group)
         return [
             HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http")),
@@ -99,9 +111,10 @@ public final class Gateway: Sendable {
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
-        let services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
+        var services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
                                        RoutingService(control: routing, logger: logger)]
-            + listeners.map { ListenerService(listener: $0, status: status, logger: logger) }
+        if let tls { services.append(TLSReloadService(tls: tls, logger: logger)) }
+        services += listeners.map { ListenerService(listener: $0, status: status, logger: logger) } as [any Service]
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: signals,

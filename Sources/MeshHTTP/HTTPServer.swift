@@ -1,5 +1,6 @@
 import Logging
 import MeshBroker
+import MeshNet
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -27,6 +28,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var openAPIDocument: String = OpenAPIDocument.yaml
     /// Routes and connectors for the admin API; without one those endpoints report routing off.
     public var admin: (any AdminSource)?
+    /// TLS, connection limits and timeouts (HTTPConnectionGuards.swift).
+    public var connection = HTTPConnectionSettings()
 
     public init() {}
 }
@@ -52,6 +55,7 @@ public final class HTTPServer: Sendable {
     @discardableResult
     public func start() async throws -> ListenerInfo {
         let core = self.core
+        try configuration.connection.tls?.prepare()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -60,11 +64,7 @@ public final class HTTPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 core.track(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withErrorHandling: false)
-                    try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(core: core))
-                }
+                return channel.eventLoop.makeCompletedFuture { try core.configurePipeline(channel) }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         serverChannel.withLock { $0 = channel }
