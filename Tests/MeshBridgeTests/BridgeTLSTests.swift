@@ -44,7 +44,7 @@ import Testing
             let received = try await b.collect("orders/#", expected: 300)
             let check = verifyExactlyOnce(received, count: 300)
             #expect(received.count == 300 && check.missing == 0 && check.duplicates == 0 && check.outOfOrder == 0, "\(check)")
-            #expect(received.allSatisfy { $0.hops == ["site-a"] })
+            #expect(received.allSatisfy { $0.hops == ["site-a", "site-b"] }, "\(received.first?.hops ?? [])")
             let wrong = try await b.collect("wrong/#", expected: 0, timeout: .seconds(3), quiet: .seconds(1))
             #expect(wrong.isEmpty, "\(wrong.count) events crossed a connector pinned to another CA")
             // The pinned-elsewhere connector reports why it cannot connect.
