@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import MeshClient
 import MeshCore
@@ -172,6 +175,60 @@ import Testing
         // HTTP stays plain with tls_listeners: tcp.
         #expect(try await g.get("/healthz").status == 200)
         try await g.stop()
+    }
+
+    /// `meshgate serve` with mutual TLS, the CLI over `tls://`, and SIGHUP swapping the certificate
+    /// (a bad file on a later SIGHUP keeps the running one).
+    @Test func cliOverTLSAndCertificateReloadOnSIGHUP() async throws {
+        let dir = ScratchDirectory()
+        let certs = try await TestCertificates.make(in: dir.path + "/certs")
+        let live = dir.path + "/live"
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        func install(_ cert: String, _ key: String) throws {
+            for (from, to) in [(cert, live + "/server.pem"), (key, live + "/server.key")] {
+                try? FileManager.default.removeItem(atPath: to)
+                try FileManager.default.copyItem(atPath: from, toPath: to)
+            }
+        }
+        try install(certs.serverCertificate, certs.serverKey)
+        let server = try ChildProcess(meshgateBinary, ["serve", "--data", dir.path + "/data", "--routes", dir.path + "/routes",
+                                                       "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
+                                                       "--tls-cert", live + "/server.pem", "--tls-key", live + "/server.key",
+                                                       "--tls-client-ca", certs.ca], mergeStandardError: true)
+        defer { server.signal(SIGKILL) }
+        #expect(await server.waitForOutput(containing: "listening tcp=", timeout: .seconds(60)), "\(server.text)")
+        let port = try #require(server.text.firstMatch(of: /listening tcp=127\.0\.0\.1:(\d+)/).map { String($0.1) }, "\(server.text)")
+        let mtls = ["--ca-file", certs.ca, "--cert-file", certs.clientCertificate, "--key-file", certs.clientKey]
+        func publish(_ server: String, _ options: [String], data: String) async throws -> (status: Int32, output: String) {
+            try await ChildProcess.run(meshgateBinary, ["publish", "orders/cli", data, "--server", server] + options)
+        }
+        let first = try await publish("tls://127.0.0.1:\(port)", mtls, data: "one")
+        #expect(first.status == 0 && first.output.contains("orders/cli partition 0 offset 0"), "\(first.output)")
+        let anonymous = try await publish("tls://127.0.0.1:\(port)", ["--ca-file", certs.ca], data: "anonymous")
+        #expect(anonymous.status == 1 && anonymous.output.contains("cannot connect to tls://127.0.0.1:\(port)"), "\(anonymous.output)")
+        let plain = try await publish("tcp://127.0.0.1:\(port)", [], data: "plain")
+        #expect(plain.status == 1, "\(plain.output)")
+        let missingFile = try await publish("tls://127.0.0.1:\(port)", ["--ca-file", dir.path + "/nope.pem"], data: "x")
+        #expect(missingFile.status == 1 && missingFile.output.contains("cannot read the CA file"), "\(missingFile.output)")
+
+        // SIGHUP with a certificate that names only localhost: new connections get it.
+        try install(certs.nameOnlyCertificate, certs.nameOnlyKey)
+        server.signal(SIGHUP)
+        #expect(await server.waitForOutput(containing: "reloaded the TLS certificate", timeout: .seconds(20)), "\(server.text)")
+        let byAddress = try await publish("tls://127.0.0.1:\(port)", mtls, data: "by address")
+        #expect(byAddress.status == 1 && byAddress.output.contains("does not name this host"), "\(byAddress.output)")
+        let byName = try await publish("tls://localhost:\(port)", mtls, data: "by name")
+        #expect(byName.status == 0 && byName.output.contains("offset 1"), "\(byName.output)")
+
+        // A broken key on the next SIGHUP is logged; the running certificate stays.
+        try "not a key".write(toFile: live + "/server.key", atomically: true, encoding: .utf8)
+        server.signal(SIGHUP)
+        #expect(await server.waitForOutput(containing: "TLS certificate not reloaded", timeout: .seconds(20)), "\(server.text)")
+        let still = try await publish("tls://localhost:\(port)", mtls, data: "still")
+        #expect(still.status == 0 && still.output.contains("offset 2"), "\(still.output)")
+        server.signal(SIGTERM)
+        _ = try await server.wait()
+        #expect(server.exitCode == 0, "\(server.text)")
     }
 
     @Test func unreadableOrMismatchedFilesStopStartUpWithTheFileNamed() async throws {
