@@ -53,7 +53,11 @@ extension ServerCore {
 /// Times a connection at the byte level, just above TLS: idle between requests (closed quietly
 /// after `idleTimeout`) and receiving a request (answered 408 and closed when its head and body
 /// have not all arrived `requestTimeout` after its first byte — the slowloris defence). While a
-/// request is being answered (a long-poll fetch, an SSE stream) no timer runs.
+/// request is being answered (a long-poll fetch, an SSE stream) no deadline runs.
+///
+/// A transition only notes a deadline; one repeated check per connection, every quarter of the
+/// shorter timeout, acts on it. So a request costs two clock reads and no timer scheduling, and a
+/// timeout fires up to a quarter late.
 ///
 /// `HTTPExchangeTracker`, behind the HTTP codec, tells it where requests and responses end. The
 /// 408 is written here, below the codec, because a request head that never finished is one the
@@ -67,7 +71,8 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     private let requestTimeout: TimeAmount
     private let stats: ListenerStats
     private var phase = Phase.idle
-    private var timer: Scheduled<Void>?
+    private var deadline = NIODeadline.distantFuture
+    private var check: RepeatedTask?
     private var context: ChannelHandlerContext?
 
     init(idleTimeout: TimeAmount, requestTimeout: TimeAmount, stats: ListenerStats) {
@@ -78,32 +83,41 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { arm(idleTimeout) }
+        if context.channel.isActive { start(context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        check?.cancel()
+        check = nil
         self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        arm(idleTimeout)
+        start(context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         phase = .closed
-        timer?.cancel()
-        timer = nil
+        check?.cancel()
+        check = nil
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if phase == .idle {
             phase = .receiving
-            arm(requestTimeout)
+            deadline = .now() + requestTimeout
         }
         context.fireChannelRead(data)
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard check == nil, phase != .closed else { return }
+        deadline = .now() + idleTimeout
+        let every = TimeAmount.nanoseconds(max(min(idleTimeout, requestTimeout).nanoseconds / 4, 5_000_000))
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        check = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in bound.value.tick() }
     }
 
     // MARK: From the tracker behind the codec
@@ -111,52 +125,40 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     func requestHeadArrived() {
         guard phase == .idle else { return }
         phase = .receiving
-        arm(requestTimeout)
+        deadline = .now() + requestTimeout
     }
 
     func requestEndArrived() {
         guard phase != .closed else { return }
         phase = .answering
-        timer?.cancel()
-        timer = nil
     }
 
     func responseEnded() {
         guard phase != .closed else { return }
         phase = .idle
-        arm(idleTimeout)
+        deadline = .now() + idleTimeout
     }
 
-    // MARK: Timers
+    // MARK: The check
 
-    private func arm(_ amount: TimeAmount) {
-        timer?.cancel()
-        guard let context else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: amount) { bound.value.expired() }
-    }
-
-    private func expired() {
-        timer = nil
-        guard let context else { return }
-        switch phase {
-        case .idle:
+    private func tick() {
+        guard let context, phase == .idle || phase == .receiving, NIODeadline.now() >= deadline else { return }
+        check?.cancel()
+        check = nil
+        if phase == .idle {
             phase = .closed
             stats.count(.idleTimeout)
             context.close(promise: nil)
-        case .receiving:
-            phase = .closed
-            stats.count(.requestTimeout)
-            let problem = Problem.requestTimeout(requestTimeout)
-            let body = problem.body
-            var buffer = context.channel.allocator.buffer(capacity: 160 + body.count)
-            buffer.writeString("HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n")
-            buffer.writeBytes(body)
-            let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in loopContext.value.close(promise: nil) }
-        case .answering, .closed:
-            break
+            return
         }
+        phase = .closed
+        stats.count(.requestTimeout)
+        let body = Problem.requestTimeout(requestTimeout).body
+        var buffer = context.channel.allocator.buffer(capacity: 160 + body.count)
+        buffer.writeString("HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n")
+        buffer.writeBytes(body)
+        let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in loopContext.value.close(promise: nil) }
     }
 }
 
