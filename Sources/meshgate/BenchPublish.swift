@@ -14,7 +14,8 @@ import Synchronization
 struct BenchPublish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "publish", abstract: "Publish load against a running server.")
 
-    @Option(help: "The TCP server, tcp://HOST:PORT.") var server: ServerAddress = .default
+    @Option(help: "The TCP server, tcp://HOST:PORT or tls://HOST:PORT.") var server: ServerAddress = .default
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "Use HTTP instead: the server's base URL, e.g. http://127.0.0.1:8080.") var http: String?
     @Option(help: "Topic to publish to.") var topic = "bench"
     @Option(help: "Connections.") var connections = 4
@@ -62,6 +63,7 @@ struct BenchPublish: AsyncParsableCommand {
             var configuration = MeshClient.Configuration(name: "meshgate-bench/\(i)")
             configuration.mergePublishes = !noMerge
             configuration.reconnect = false
+            configuration.tls = tls.settings(for: server)
             clients.append(try await MeshClient.connect(host: server.host, port: server.port, configuration: configuration))
         }
         return clients
@@ -124,7 +126,9 @@ struct BenchPublish: AsyncParsableCommand {
     private func runLatency(rate: Double) async throws -> Stats {
         let clients = try await connect()
         let topic = try Topic(self.topic)
-        let subscriber = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-bench/subscriber")
+        var subscriberConfiguration = MeshClient.Configuration(name: "meshgate-bench/subscriber")
+        subscriberConfiguration.tls = tls.settings(for: server)
+        let subscriber = try await MeshClient.connect(host: server.host, port: server.port, configuration: subscriberConfiguration)
         let subscription = try await subscriber.subscribe(TopicPattern(self.topic), from: .latest, window: 4096)
         let stats = Stats(seconds: duration)
         let expected = Int(rate * duration)
