@@ -40,9 +40,11 @@ struct ClientConnectionRef: Sendable {
             .get()
         let loop = channel.eventLoop
         let promise = loop.makePromise(of: Welcome.self)
-        guard let handler = made.withLock({ $0 }) else { throw WireError.disconnected }
-        try await loop.submit { handler.value.start(promise) }.get()
         do {
+            guard let handler = made.withLock({ $0 }) else { throw WireError.disconnected }
+            // A handler whose connection is already gone (a failed TLS handshake, a peer that
+            // closed at once) fails the promise with the reason it knows.
+            try await loop.submit { handler.value.start(promise) }.get()
             let welcome = try await promise.futureResult.get()
             return ClientConnectionRef(channel: channel, handler: handler, welcome: welcome)
         } catch {

@@ -1,4 +1,5 @@
 import Logging
+import MeshAuth
 import MeshBridge
 import MeshBroker
 import MeshHTTP
@@ -33,6 +34,8 @@ public final class Gateway: Sendable {
     public let tls: ServerTLS?
     /// Connection limits and their counters, one per built-in listener.
     public let connectionLimiters: [ConnectionLimiter]
+    /// Identities and ACLs of every listener (docs/security.md); reloaded on SIGHUP.
+    public let access: AccessControl
     private let logger: Logger
     private let group = Mutex<ServiceGroup?>(nil)
     private let shutdownRequested = Atomic<Bool>(false)
@@ -49,6 +52,15 @@ public final class Gateway: Sendable {
         self.logger = logger
         let metrics = metrics ?? GatewayMetrics(enabled: config.metrics)
         self.metrics = metrics
+        let access: AccessControl
+        do { access = try AccessControl(config.auth) } catch {
+            // GatewayConfig.load has checked the key already; should it fail here, JWTs are refused, tokens still work.
+            logger.error("auth.jwt: \(error.message); JWTs are refused")
+            var auth = config.auth
+            auth.jwt = nil
+            access = (try? AccessControl(auth)) ?? .disabled
+        }
+        self.access = access
         let status = NodeStatus(node: config.node, version: Self.version)
         self.status = status
         var logOptions = config.logOptions
@@ -72,11 +84,11 @@ public final class Gateway: Sendable {
         connectionLimiters = limiters
         var render: (@Sendable () -> [UInt8])?
         if metrics.enabled {
-            render = { metrics.render(log: log, status: status, routing: routing, connections: limiters) }
+            render = { metrics.render(log: log, status: status, routing: routing, access: access, connections: limiters) }
         }
         let admin = GatewayAdmin(routing: routing, metrics: render)
         listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: admin, group: eventLoopGroup,
-                                       bridgeIngress: ingress, tls: tls, limiters: limiters)
+                                       bridgeIngress: ingress, access: access, tls: tls, limiters: limiters)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
@@ -84,17 +96,19 @@ public final class Gateway: Sendable {
     /// The built-in listeners: HTTP and TCP, over the same broker.
     static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
                               group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil,
-                              tls: ServerTLS? = nil, limiters: [ConnectionLimiter] = []) -> [any Listener] {
+                              access: AccessControl = .disabled, tls: ServerTLS? = nil, limiters: [ConnectionLimiter] = []) -> [any Listener] {
         var http = HTTPServerConfiguration()
         http.host = config.http.host
         http.port = config.http.port
         http.maxHeaderBytes = config.maxHeaderBytes
         http.maxStructuredBodyBytes = config.maxBodyBytes
         http.admin = admin
+        http.access = access
         var tcp = TCPServer.Configuration()
         tcp.connection.maxEventSize = config.maxEventBytes
         tcp.connection.maxInFlightPublishes = config.maxInFlight
         tcp.bridgeIngress = bridgeIngress
+        tcp.access = access
         configureConnections(http: &http, tcp: &tcp, config: config, tls: tls, limiters: limiters)
         let tcpServer = TCPServer(broker: broker, configuration: tcp, logger: Logger(label: "meshgate.tcp"), eventLoopGroup: group)
         return [
@@ -108,11 +122,16 @@ public final class Gateway: Sendable {
         for remote in config.remoteListeners {
             logger.warning("listening beyond loopback with authentication off (\(remote)): anyone who can reach it can publish and read")
         }
+        if access.enabled {
+            logger.info("authentication on", metadata: ["tokens": "\(config.auth.tokens.count)", "roles": "\(config.auth.roles.count)",
+                                                       "jwt": "\(config.auth.jwt?.algorithm.rawValue ?? "off")"])
+        }
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
         var services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
-                                       RoutingService(control: routing, logger: logger)]
+                                       RoutingService(control: routing, logger: logger),
+                                       AuthReloadService(access: access, configFile: config.configFile, logger: logger)]
         if let tls { services.append(TLSReloadService(tls: tls, logger: logger)) }
         services += listeners.map { ListenerService(listener: $0, status: status, logger: logger) } as [any Service]
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(

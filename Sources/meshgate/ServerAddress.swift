@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import MeshClient
 import MeshNet
@@ -54,8 +55,10 @@ struct TLSOptions: ParsableArguments {
 }
 
 extension ServerAddress {
-    /// Connects the CLI to the server, or says why not and exits 1 (SPEC §7).
+    /// Connects the CLI to the server, or says why not and exits 1 (SPEC §7). Without `--token`
+    /// the token comes from `MESHGATE_TOKEN`, which keeps it out of the process list.
     func connect(token: String?, tls: TLSOptions? = nil, client name: String = "meshgate-cli") async throws -> MeshClient {
+        let token = token ?? ProcessInfo.processInfo.environment["MESHGATE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         var configuration = MeshClient.Configuration(name: "\(name)/\(meshgateVersion)", token: token)
         configuration.tls = tls?.settings(for: self)
         let shown = configuration.tls == nil ? description : "tls://\(host):\(port)"

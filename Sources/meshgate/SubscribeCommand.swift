@@ -14,7 +14,7 @@ struct SubscribeCommand: AsyncParsableCommand {
     @Option(help: "Exit after this many events.") var count: Int?
     @Option(help: "The server, tcp://HOST:PORT or tls://HOST:PORT.") var server: ServerAddress = .default
     @OptionGroup(title: "TLS") var tls: TLSOptions
-    @Option(help: "A bearer token for the server.") var token: String?
+    @Option(help: "A bearer token or JWT for the server (default: $MESHGATE_TOKEN).") var token: String?
 
     func run() async throws {
         let pattern: TopicPattern
