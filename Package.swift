@@ -9,6 +9,7 @@ let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "sw
 let yams = Target.Dependency.product(name: "Yams", package: "Yams")
 let metrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 
 let package = Package(
     name: "meshgate",
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
@@ -52,22 +54,25 @@ let package = Package(
         ]),
         // The TCP protocol: frames, their codec, and the connection state machines. No sockets.
         .target(name: "MeshWire", dependencies: ["MeshCore", nioCore]),
+        // What both listeners and the client share about connections: TLS contexts from PEM files
+        // (swift-nio-ssl), connection limits per listener and per peer, refusal counters.
+        .target(name: "MeshNet", dependencies: [nioCore, nioSSL, .product(name: "NIOTLS", package: "swift-nio")]),
         // The HTTP listener: a lean NIOHTTP1 pipeline and a hand-written router over the broker.
-        .target(name: "MeshHTTP", dependencies: ["MeshAuth", "MeshBroker", "MeshCore", "MeshLog", nioCore, nioPosix, nioHTTP1, logging]),
+        .target(name: "MeshHTTP", dependencies: ["MeshAuth", "MeshBroker", "MeshCore", "MeshLog", "MeshNet", nioCore, nioPosix, nioHTTP1, logging]),
         // The TCP listener: the MeshWire protocol over NIO sockets, adapted onto the Broker.
-        .target(name: "MeshTCP", dependencies: ["MeshAuth", "MeshCore", "MeshLog", "MeshBroker", "MeshWire", nioCore, nioPosix, logging]),
+        .target(name: "MeshTCP", dependencies: ["MeshAuth", "MeshCore", "MeshLog", "MeshBroker", "MeshWire", "MeshNet", nioCore, nioPosix, logging]),
         // The public Swift client of the TCP protocol (async/await).
-        .target(name: "MeshClient", dependencies: ["MeshCore", "MeshWire", nioCore, nioPosix]),
+        .target(name: "MeshClient", dependencies: ["MeshCore", "MeshWire", "MeshNet", nioCore, nioPosix]),
         // libmosquitto (Debian libmosquitto-dev); only MeshMQTT imports it.
         .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto"),
         // The MQTT connector: ingress subscriptions into the log, egress destinations, status.
         .target(name: "MeshMQTT", dependencies: ["CMosquitto", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
         // The site bridge (`type: meshgate` connectors): forwarding to remote sites over the TCP
         // protocol, and the receiving side's loop check and durable dedupe window.
-        .target(name: "MeshBridge", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", logging]),
+        .target(name: "MeshBridge", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", "MeshNet", logging]),
         // The composition root: configuration; the log, broker, routing and listeners as services.
         .target(name: "MeshGateway", dependencies: [
-            "MeshAuth", "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook",
+            "MeshAuth", "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook", "MeshNet",
             nioCore, nioPosix, logging, lifecycle, yams, metrics, prometheus,
         ]),
         // libcurl (Debian libcurl4-openssl-dev). Imported only by MeshWebhook.
@@ -95,7 +100,7 @@ let package = Package(
         ]),
         // The command line: the only place that bootstraps logging and metrics.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshAuth", "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook",
+            "MeshAuth", "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook", "MeshNet",
             "MeshBench",
             nioCore, nioPosix, nioHTTP1, logging, metrics,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -116,14 +121,14 @@ let package = Package(
         .testTarget(name: "MeshWireTests", dependencies: [
             "MeshWire", "MeshCore", "MeshTestSupport", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "MeshTCPTests", dependencies: ["MeshAuth", "MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
+        .testTarget(name: "MeshTCPTests", dependencies: ["MeshAuth", "MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", "MeshNet", "MeshTestSupport", nioCore, nioPosix]),
         .testTarget(name: "MeshBridgeTests", dependencies: [
-            "MeshAuth", "MeshBridge", "MeshClient", "MeshCore", "MeshWire", "MeshLog", "MeshBroker", "MeshTCP", "MeshTestSupport",
+            "MeshAuth", "MeshBridge", "MeshClient", "MeshCore", "MeshWire", "MeshLog", "MeshBroker", "MeshTCP", "MeshTestSupport", "MeshNet",
         ]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
-            "MeshAuth", "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", "MeshRouting", "MeshConfig",
+            "MeshAuth", "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", "MeshRouting", "MeshConfig", "MeshNet",
             .product(name: "JWTKit", package: "jwt-kit"),
-            nioCore, nioPosix, nioHTTP1, logging, lifecycle, metrics, prometheus,
+            nioCore, nioPosix, nioHTTP1, nioSSL, logging, lifecycle, metrics, prometheus,
         ], exclude: ["interop"]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MeshCore
 import MeshLog
+import MeshNet
 import MeshRouting
 import Synchronization
 
@@ -33,17 +34,26 @@ public final class BridgeConnector: DestinationProvider {
     public func destination(for connector: ConnectorSpec, route: Route, spec: DestinationSpec) -> (any Destination)? {
         guard connector.kind == .meshgate else { return nil }
         guard let (scheme, host, port) = Self.parse(connector.url) else {
-            return UnavailableDestination(reason: "connector \(connector.name): \(connector.url) is not tcp://HOST:PORT")
+            return UnavailableDestination(reason: "connector \(connector.name): \(connector.url) is not tcp://HOST:PORT or tls://HOST:PORT")
         }
+        var tls: ClientTLS?
         if scheme == "tls" {
-            // TODO(tls): swift-nio-ssl is not a dependency yet; ca_file/cert_file/key_file wait for it.
-            return UnavailableDestination(reason: "connector \(connector.name): TLS bridges are not supported yet; use tcp://")
+            let o = connector.options
+            let settings = ClientTLS(caFile: o["ca_file"], certificateChain: o["cert_file"], privateKey: o["key_file"], serverName: o["server_name"])
+            do {
+                _ = try ClientTLSContext(settings)
+            } catch {
+                return UnavailableDestination(reason: "connector \(connector.name): \(error.message)")
+            }
+            tls = settings
+        } else if scheme != "tcp" {
+            return UnavailableDestination(reason: "connector \(connector.name): \(connector.url) is not tcp://HOST:PORT or tls://HOST:PORT")
         }
         let token = connector.options["token"].flatMap { $0.isEmpty ? nil : $0 }
-        let key = "\(connector.name)|\(connector.url)|\(token ?? "")"
+        let key = "\(connector.name)|\(connector.url)|\(token ?? "")|\(tls.map { "\($0)" } ?? "")"
         let index = route.destinations.firstIndex(of: spec) ?? 0
         let link = state.withLock { s -> BridgeLink in
-            let link = s.links[key] ?? BridgeLink(connector: connector.name, host: host, port: port, site: site, token: token)
+            let link = s.links[key] ?? BridgeLink(connector: connector.name, host: host, port: port, site: site, token: token, tls: tls)
             s.links[key] = link
             let group = route.group(destination: index)
             s.pairs[group] = Pair(group: group, pattern: route.source.pattern, link: link)
@@ -77,7 +87,7 @@ public final class BridgeConnector: DestinationProvider {
             let link = pair.link
             var o: [String: any Sendable] = [
                 "type": "meshgate", "connector": link.connector, "group": pair.group, "address": "\(link.host):\(link.port)",
-                "site": link.site, "connected": link.isConnected,
+                "site": link.site, "connected": link.isConnected, "tls": link.tls != nil,
                 "lag_events": lag, "lag_seconds": oldest.map { Double(max(0, now - $0)) / 1_000_000 } ?? 0.0,
                 "sent": link.sent.load(ordering: .relaxed), "stored": link.stored.load(ordering: .relaxed),
                 "duplicates": link.duplicates.load(ordering: .relaxed), "loops": link.loops.load(ordering: .relaxed),

@@ -1,5 +1,6 @@
 import Foundation
 import MeshClient
+import MeshNet
 import MeshRouting
 import Synchronization
 
@@ -15,6 +16,8 @@ public final class BridgeLink: Sendable {
     /// This site's name, sent in HELLO and appended to the hop list of what it forwards.
     public let site: String
     let token: String?
+    /// TLS for `tls://` connectors: CA pinning, client certificate, server name.
+    let tls: ClientTLS?
     /// Events per PUBLISH_BATCH frame, and bytes.
     let frameEvents: Int
     let frameBytes: Int
@@ -37,12 +40,14 @@ public final class BridgeLink: Sendable {
     /// Append time (µs) of the newest event the remote acknowledged, for the lag in seconds.
     let lastAckedTime = Atomic<Int64>(0)
 
-    public init(connector: String, host: String, port: Int, site: String, token: String?, frameEvents: Int = 512, frameBytes: Int = 512 << 10) {
+    public init(connector: String, host: String, port: Int, site: String, token: String?, tls: ClientTLS? = nil,
+                frameEvents: Int = 512, frameBytes: Int = 512 << 10) {
         self.connector = connector
         self.host = host
         self.port = port
         self.site = site
         self.token = token
+        self.tls = tls
         self.frameEvents = frameEvents
         self.frameBytes = frameBytes
     }
@@ -78,6 +83,7 @@ public final class BridgeLink: Sendable {
         }
         var configuration = MeshClient.Configuration(name: site, token: token)
         configuration.bridge = true
+        configuration.tls = tls
         configuration.maxBackoff = .seconds(1)
         configuration.connectTimeout = .seconds(3)
         configuration.mergePublishes = false

@@ -1,4 +1,5 @@
 import MeshCore
+import MeshNet
 import MeshWire
 import NIOCore
 import NIOPosix
@@ -100,7 +101,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         if let wire = error as? WireError {
             run(machine.decodingFailed(wire))
         } else {
-            closeReason = closeReason ?? WireError(.notReady, "connection error: \(error)")
+            closeReason = closeReason ?? WireError(.notReady, "connection error: \(describeTLSFailure(error) ?? "\(error)")")
             context.close(promise: nil)
         }
     }

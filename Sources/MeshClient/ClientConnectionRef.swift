@@ -1,7 +1,9 @@
 import MeshCore
+import MeshNet
 import MeshWire
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A sendable handle on one connection: every call hops to the channel's event loop, where the
 /// `ClientConnectionHandler` keeps all the state.
@@ -12,9 +14,13 @@ struct ClientConnectionRef: Sendable {
 
     static func connect(
         host: String, port: Int, configuration: ClientConnectionStateMachine.Configuration,
-        options: ClientConnectionHandler.Options, group: any EventLoopGroup, connectTimeout: Duration,
+        options: ClientConnectionHandler.Options, group: any EventLoopGroup, connectTimeout: Duration, tls: ClientTLSContext? = nil,
         onClose: @escaping @Sendable (WireError?) -> Void
     ) async throws -> ClientConnectionRef {
+        // The handler is kept from the initializer rather than looked up in the pipeline later: a
+        // TLS handshake that fails tears the pipeline down before the HELLO, and the handler is
+        // what knows why.
+        let made = Mutex<NIOLoopBound<ClientConnectionHandler>?>(nil)
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000
@@ -23,6 +29,8 @@ struct ClientConnectionRef: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let handler = ClientConnectionHandler(configuration: configuration, options: options)
                     handler.onClose = onClose
+                    made.withLock { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
+                    try tls?.addHandler(to: channel, host: host)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                     try channel.pipeline.syncOperations.addHandler(handler)
@@ -33,18 +41,10 @@ struct ClientConnectionRef: Sendable {
         let loop = channel.eventLoop
         let promise = loop.makePromise(of: Welcome.self)
         do {
-            let handler = try await loop.submit { () throws -> NIOLoopBound<ClientConnectionHandler> in
-                do {
-                    let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
-                    handler.start(promise)
-                    return NIOLoopBound(handler, eventLoop: loop)
-                } catch {
-                    // The pipeline is already torn down (the peer closed at once): no handler
-                    // will answer the promise.
-                    promise.fail(WireError(.notReady, "the connection closed during the handshake: \(error)"))
-                    throw error
-                }
-            }.get()
+            guard let handler = made.withLock({ $0 }) else { throw WireError.disconnected }
+            // A handler whose connection is already gone (a failed TLS handshake, a peer that
+            // closed at once) fails the promise with the reason it knows.
+            try await loop.submit { handler.value.start(promise) }.get()
             let welcome = try await promise.futureResult.get()
             return ClientConnectionRef(channel: channel, handler: handler, welcome: welcome)
         } catch {

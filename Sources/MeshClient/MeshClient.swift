@@ -1,4 +1,5 @@
 import MeshCore
+@_exported import MeshNet
 import MeshWire
 import NIOCore
 import NIOPosix
@@ -41,6 +42,9 @@ public final class MeshClient: Sendable {
         /// applies its loop check and dedupe, and answers events it did not store with
         /// `PublishReceipt.duplicate` / `.loop` positions (partition `0xFFFFFFFF`).
         public var bridge = false
+        /// Connect over TLS: the CA to trust, a client certificate for mutual TLS, the name to
+        /// verify. nil: plain TCP.
+        public var tls: ClientTLS?
 
         public init(name: String = "meshgate-swift", token: String? = nil) {
             self.name = name
@@ -52,6 +56,7 @@ public final class MeshClient: Sendable {
     public let port: Int
     public let configuration: Configuration
     private let group: any EventLoopGroup
+    private let tls: ClientTLSContext?
 
     private struct State {
         var connection: ClientConnectionRef?
@@ -63,11 +68,12 @@ public final class MeshClient: Sendable {
 
     private let state = Mutex(State())
 
-    private init(host: String, port: Int, configuration: Configuration, group: any EventLoopGroup) {
+    private init(host: String, port: Int, configuration: Configuration, group: any EventLoopGroup) throws(TLSSetupError) {
         self.host = host
         self.port = port
         self.configuration = configuration
         self.group = group
+        tls = try configuration.tls.map { settings throws(TLSSetupError) in try ClientTLSContext(settings) }
     }
 
     /// Connects and completes the handshake.
@@ -77,8 +83,16 @@ public final class MeshClient: Sendable {
     ) async throws -> MeshClient {
         var configuration = configuration ?? Configuration(name: name, token: token)
         if configuration.token == nil { configuration.token = token }
-        let client = MeshClient(host: host, port: port, configuration: configuration, group: eventLoopGroup)
-        let connection = try await client.open(generation: 0)
+        let client = try MeshClient(host: host, port: port, configuration: configuration, group: eventLoopGroup)
+        let connection: ClientConnectionRef
+        do {
+            connection = try await client.open(generation: 0)
+        } catch {
+            // A connection that closed before WELCOME (a failed TLS handshake, a refusal) may
+            // already have started reconnecting: this client is never handed out, so stop it.
+            client.state.withLock { $0.closed = true }
+            throw error
+        }
         client.state.withLock { $0.connection = connection }
         return client
     }
@@ -201,7 +215,7 @@ public final class MeshClient: Sendable {
                 + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
         return try await ClientConnectionRef.connect(
             host: host, port: port, configuration: machine, options: options, group: group,
-            connectTimeout: configuration.connectTimeout
+            connectTimeout: configuration.connectTimeout, tls: tls
         ) { [weak self] reason in
             self?.connectionLost(generation: generation, reason: reason)
         }

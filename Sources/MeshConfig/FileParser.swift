@@ -17,7 +17,7 @@ struct FileParser {
                 "ca_file", "cert_file", "key_file"],
         .webhook: ["type", "url", "secret", "mode", "timeout", "connect_timeout", "concurrency", "headers", "http_version",
                    "deny_private", "batch_size", "batch_linger", "ca_file", "cert_file", "key_file"],
-        .meshgate: ["type", "url", "token", "ca_file", "cert_file", "key_file"],
+        .meshgate: ["type", "url", "token", "ca_file", "cert_file", "key_file", "server_name"],
     ]
     static let schemes: [ConnectorSpec.Kind: [String]] = [
         .mqtt: ["mqtt", "mqtts"], .webhook: ["http", "https"], .meshgate: ["tcp", "tls"],

@@ -16,7 +16,7 @@ struct AuthReloadService: Service {
             try? await gracefulShutdown()
             return
         }
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let hangups = await Hangups.shared.subscribe()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in hangups { reload(configFile) }

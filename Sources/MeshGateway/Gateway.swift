@@ -4,6 +4,7 @@ import MeshBridge
 import MeshBroker
 import MeshHTTP
 import MeshLog
+import MeshNet
 import MeshTCP
 import NIOCore
 import NIOPosix
@@ -29,6 +30,10 @@ public final class Gateway: Sendable {
     public let bridgeIngress: BridgeIngressService
     /// The Prometheus registry behind `GET /metrics` and the swift-metrics backend of the parts.
     public let metrics: GatewayMetrics
+    /// The listeners' TLS (one context shared by both, reloaded on SIGHUP); nil when TLS is off.
+    public let tls: ServerTLS?
+    /// Connection limits and their counters, one per built-in listener.
+    public let connectionLimiters: [ConnectionLimiter]
     /// Identities and ACLs of every listener (docs/security.md); reloaded on SIGHUP.
     public let access: AccessControl
     private let logger: Logger
@@ -72,13 +77,18 @@ public final class Gateway: Sendable {
         let ingress = routing.runtimes.bridgeIngress
         bridgeIngress = ingress
         self.routing = routing
+        let tls = config.serverTLSFiles.map { ServerTLS(files: $0) }
+        self.tls = tls
+        let limits = ConnectionLimits(maxConnections: config.maxConnections, maxConnectionsPerPeer: config.maxConnectionsPerPeer)
+        let limiters = ["http", "tcp"].map { ConnectionLimiter(listener: $0, limits: limits) }
+        connectionLimiters = limiters
         var render: (@Sendable () -> [UInt8])?
         if metrics.enabled {
-            render = { metrics.render(log: log, status: status, routing: routing, access: access) }
+            render = { metrics.render(log: log, status: status, routing: routing, access: access, connections: limiters) }
         }
         let admin = GatewayAdmin(routing: routing, metrics: render)
         listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: admin, group: eventLoopGroup,
-                                       bridgeIngress: ingress, access: access)
+                                       bridgeIngress: ingress, access: access, tls: tls, limiters: limiters)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
@@ -86,7 +96,7 @@ public final class Gateway: Sendable {
     /// The built-in listeners: HTTP and TCP, over the same broker.
     static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
                               group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil,
-                              access: AccessControl = .disabled) -> [any Listener] {
+                              access: AccessControl = .disabled, tls: ServerTLS? = nil, limiters: [ConnectionLimiter] = []) -> [any Listener] {
         var http = HTTPServerConfiguration()
         http.host = config.http.host
         http.port = config.http.port
@@ -99,6 +109,7 @@ public final class Gateway: Sendable {
         tcp.connection.maxInFlightPublishes = config.maxInFlight
         tcp.bridgeIngress = bridgeIngress
         tcp.access = access
+        configureConnections(http: &http, tcp: &tcp, config: config, tls: tls, limiters: limiters)
         let tcpServer = TCPServer(broker: broker, configuration: tcp, logger: Logger(label: "meshgate.tcp"), eventLoopGroup: group)
         return [
             HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http")),
@@ -118,10 +129,11 @@ public final class Gateway: Sendable {
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
-        let services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
+        var services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
                                        RoutingService(control: routing, logger: logger),
                                        AuthReloadService(access: access, configFile: config.configFile, logger: logger)]
-            + listeners.map { ListenerService(listener: $0, status: status, logger: logger) }
+        if let tls { services.append(TLSReloadService(tls: tls, logger: logger)) }
+        services += listeners.map { ListenerService(listener: $0, status: status, logger: logger) } as [any Service]
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: signals,

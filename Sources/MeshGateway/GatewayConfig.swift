@@ -2,6 +2,7 @@ import Foundation
 import MeshAuth
 import MeshCore
 import MeshLog
+import MeshNet
 import Yams
 
 /// A listen address, `HOST:PORT` (`[::1]:PORT` for IPv6). Port 0 picks a free port.
@@ -66,6 +67,24 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxBodyBytes = 8 << 20
     /// Largest HTTP request head.
     public var maxHeaderBytes = 16 << 10
+    // TLS and connection limits (docs/operations.md, "TLS" and "Limits").
+    /// PEM certificate chain and key of the listeners; both set turns TLS on.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    /// PEM CA certificates client certificates must chain to; set turns mutual TLS on.
+    public var tlsClientCA: String?
+    public var tlsMinimumVersion: TLSMinimumVersion = .tls12
+    /// The listeners that speak TLS when it is on.
+    public var tlsListeners: [String] = ["http", "tcp"]
+    /// Open connections per listener, in total and from one peer address.
+    public var maxConnections = 10_000
+    public var maxConnectionsPerPeer = 1_000
+    /// An HTTP keep-alive connection with no request for this long is closed.
+    public var idleTimeoutMilliseconds = 60_000
+    /// An HTTP request's head and body must arrive within this long of its first byte (408).
+    public var requestTimeoutMilliseconds = 30_000
+    /// Largest TCP frame; nil: the largest event plus 64 KiB for the frame's other fields.
+    public var maxFrameBytes: Int?
     /// Listening beyond loopback with authentication off is refused unless this is set (SPEC §8).
     public var allowInsecureRemote = false
     /// Tokens, JWT and ACLs: the `auth:` section; `--auth` / `MESHGATE_AUTH` switch it on or off.
@@ -149,6 +168,62 @@ public struct GatewayConfig: Sendable, Equatable {
             c.maxHeaderBytes = n
             return nil
         },
+        // TLS and connection limits: one block (docs/operations.md, "TLS" and "Limits").
+        Setting(key: "tls_cert", env: "MESHGATE_TLS_CERT", flag: "--tls-cert", help: "PEM certificate chain of the listeners; with tls_key turns TLS on") { c, v in
+            guard !v.isEmpty else { return "the certificate file may not be empty" }
+            c.tlsCertificate = v
+            return nil
+        },
+        Setting(key: "tls_key", env: "MESHGATE_TLS_KEY", flag: "--tls-key", help: "PEM private key of tls_cert") { c, v in
+            guard !v.isEmpty else { return "the key file may not be empty" }
+            c.tlsKey = v
+            return nil
+        },
+        Setting(key: "tls_client_ca", env: "MESHGATE_TLS_CLIENT_CA", flag: "--tls-client-ca",
+                help: "PEM CA certificates; set: clients must present a certificate they issued (mutual TLS)") { c, v in
+            guard !v.isEmpty else { return "the client CA file may not be empty" }
+            c.tlsClientCA = v
+            return nil
+        },
+        Setting(key: "tls_min_version", env: "MESHGATE_TLS_MIN_VERSION", flag: "--tls-min-version", help: "1.2 or 1.3; default 1.2") { c, v in
+            guard let version = TLSMinimumVersion(rawValue: v) else { return "\"\(v)\" is not 1.2 or 1.3" }
+            c.tlsMinimumVersion = version
+            return nil
+        },
+        Setting(key: "tls_listeners", env: "MESHGATE_TLS_LISTENERS", flag: "--tls-listeners", help: "listeners speaking TLS when it is on: http,tcp (default), http or tcp") { c, v in
+            let names = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !names.isEmpty, names.allSatisfy({ ["http", "tcp"].contains($0) }) else { return "\"\(v)\" is not a list of http and tcp" }
+            c.tlsListeners = names
+            return nil
+        },
+        Setting(key: "max_connections", env: "MESHGATE_MAX_CONNECTIONS", flag: "--max-connections", help: "open connections per listener; default 10000") { c, v in
+            guard let n = Int(v), n >= 1, n <= 1 << 20 else { return "\"\(v)\" is not a count from 1 to 1048576" }
+            c.maxConnections = n
+            return nil
+        },
+        Setting(key: "max_connections_per_peer", env: "MESHGATE_MAX_CONNECTIONS_PER_PEER", flag: "--max-connections-per-peer",
+                help: "open connections per listener from one IP address; default 1000") { c, v in
+            guard let n = Int(v), n >= 1, n <= 1 << 20 else { return "\"\(v)\" is not a count from 1 to 1048576" }
+            c.maxConnectionsPerPeer = n
+            return nil
+        },
+        Setting(key: "idle_timeout", env: "MESHGATE_IDLE_TIMEOUT", flag: "--idle-timeout", help: "close HTTP keep-alive connections idle this long (e.g. 60s, 500ms); default 60s") { c, v in
+            guard let ms = parseDuration(v), ms >= 10, ms <= 86_400_000 else { return "\"\(v)\" is not a duration from 10ms to 24h (e.g. 60s, 500ms)" }
+            c.idleTimeoutMilliseconds = ms
+            return nil
+        },
+        Setting(key: "request_timeout", env: "MESHGATE_REQUEST_TIMEOUT", flag: "--request-timeout",
+                help: "an HTTP request must arrive in full this long after its first byte, else 408 (e.g. 30s); default 30s") { c, v in
+            guard let ms = parseDuration(v), ms >= 10, ms <= 86_400_000 else { return "\"\(v)\" is not a duration from 10ms to 24h (e.g. 30s, 500ms)" }
+            c.requestTimeoutMilliseconds = ms
+            return nil
+        },
+        Setting(key: "max_frame_bytes", env: "MESHGATE_MAX_FRAME_BYTES", flag: "--max-frame-bytes",
+                help: "largest TCP frame; default max_event_bytes + 65536") { c, v in
+            guard let n = Int(v), n >= 1024, n <= Int(UInt32.max) else { return "\"\(v)\" is not a size in bytes from 1024 to 4294967295" }
+            c.maxFrameBytes = n
+            return nil
+        },
         Setting(key: "allow_insecure_remote", env: "MESHGATE_ALLOW_INSECURE_REMOTE", flag: "--allow-insecure-remote",
                 help: "allow listening beyond loopback with authentication off") { c, v in
             guard let b = parseBool(v) else { return "\"\(v)\" is not true or false" }
@@ -180,6 +255,17 @@ public struct GatewayConfig: Sendable, Equatable {
         },
     ]
 
+    /// `30s`, `500ms`, `2m` or plain seconds (`30`), in milliseconds.
+    static func parseDuration(_ v: String) -> Int? {
+        let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, scale) in units where v.hasSuffix(suffix) {
+            guard let n = Int(v.dropLast(suffix.count)), n >= 0, n <= Int(Int32.max) else { return nil }
+            return n * scale
+        }
+        guard let n = Int(v), n >= 0, n <= Int(Int32.max) else { return nil }
+        return n * 1000
+    }
+
     static func parseBool(_ v: String) -> Bool? {
         switch v.lowercased() {
         case "true", "yes", "on", "1": true
@@ -205,6 +291,7 @@ public struct GatewayConfig: Sendable, Equatable {
             if let v = flags[s.flag], let problem = s.apply(&config, v) { throw ConfigError("\(s.flag): \(problem)") }
         }
         try config.validate()
+        try config.checkTLSFiles()
         return config
     }
 
@@ -246,6 +333,17 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Checks what single settings cannot: SPEC §8's loopback rule, and that authentication,
     /// when on, has some credential to accept.
     public func validate() throws(ConfigError) {
+        switch (tlsCertificate, tlsKey) {
+        case (_?, nil): throw ConfigError("--tls-cert needs --tls-key (MESHGATE_TLS_KEY) with the certificate's private key")
+        case (nil, _?): throw ConfigError("--tls-key needs --tls-cert (MESHGATE_TLS_CERT) with the certificate chain")
+        default: break
+        }
+        if tlsClientCA != nil && tlsCertificate == nil {
+            throw ConfigError("--tls-client-ca (mutual TLS) needs TLS on: set --tls-cert and --tls-key")
+        }
+        if effectiveMaxFrameBytes < maxEventBytes + 1024 {
+            throw ConfigError("--max-frame-bytes \(effectiveMaxFrameBytes) cannot carry an event of --max-event-bytes \(maxEventBytes); give at least \(maxEventBytes + 1024)")
+        }
         if auth.enabled, auth.tokens.isEmpty, auth.jwt == nil {
             throw ConfigError("auth is on but the auth: section has neither tokens nor jwt, so nothing could connect; add auth.tokens (meshgate auth hash-token TOKEN) or auth.jwt")
         }
@@ -255,6 +353,22 @@ public struct GatewayConfig: Sendable, Equatable {
             }
         }
     }
+
+    /// The listeners' TLS files, nil when TLS is off.
+    public var serverTLSFiles: ServerTLSFiles? {
+        guard let tlsCertificate, let tlsKey else { return nil }
+        return ServerTLSFiles(certificateChain: tlsCertificate, privateKey: tlsKey, clientCA: tlsClientCA, minimumVersion: tlsMinimumVersion)
+    }
+
+    /// Loads the TLS files once, so that an unreadable file or a key not matching its certificate
+    /// stops start-up with a message naming the file.
+    public func checkTLSFiles() throws(ConfigError) {
+        guard let files = serverTLSFiles else { return }
+        do { _ = try files.makeContext() } catch { throw ConfigError("TLS: \(error.message)") }
+    }
+
+    /// The largest TCP frame in force.
+    public var effectiveMaxFrameBytes: Int { maxFrameBytes ?? maxEventBytes + (64 << 10) }
 
     /// Listen addresses beyond loopback served with authentication off (warned about when allowed).
     public var remoteListeners: [String] {

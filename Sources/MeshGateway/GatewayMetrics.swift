@@ -4,6 +4,7 @@ import MeshAuth
 import MeshConfig
 import MeshHTTP
 import MeshLog
+import MeshNet
 import MeshRouting
 import Prometheus
 
@@ -25,7 +26,7 @@ public final class GatewayMetrics: Sendable {
 
     /// The text exposition: recorded instruments, then the families read now. One fresh registry
     /// per scrape for the derived ones, so a removed route or topic leaves no stale series.
-    func render(log: DurableLog, status: NodeStatus, routing: RoutingControl, access: AccessControl) -> [UInt8] {
+    func render(log: DurableLog, status: NodeStatus, routing: RoutingControl, access: AccessControl, connections: [ConnectionLimiter] = []) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(16 << 10)
         registry.emit(into: &out)
@@ -36,9 +37,22 @@ public final class GatewayMetrics: Sendable {
         Self.collectTopics(log, into: now)
         Self.collectRouting(routing, into: now)
         Self.collectAuth(access.metrics, into: now)
+        Self.collectConnections(connections, into: now)
         Self.collectProcess(into: now)
         now.registry.emit(into: &out)
         return out
+    }
+
+    static func collectConnections(_ limiters: [ConnectionLimiter], into r: ScrapeRegistry) {
+        for limiter in limiters {
+            let listener = limiter.stats.listener
+            r.gauge("meshgate_connections_open", [("listener", listener)], Double(limiter.open))
+            let http: Set<ConnectionEvent> = [.idleTimeout, .requestTimeout, .headerBytes]
+            for event in ConnectionEvent.allCases where event.isRefusal || (listener == "http") == http.contains(event) {
+                let name = event.isRefusal ? "meshgate_connections_refused_total" : "meshgate_connections_closed_total"
+                r.counter(name, [("listener", listener), ("reason", event.rawValue)], limiter.stats.value(event))
+            }
+        }
     }
 
     /// Refusals of authentication, ACL and rate: every label value appears (as 0 before the

@@ -150,7 +150,7 @@ struct RoutingService: Service {
         }
         await control.reload()
         manager.watch()
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let hangups = await Hangups.shared.subscribe()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in hangups {

@@ -1,6 +1,7 @@
 import Logging
 import MeshAuth
 import MeshBroker
+import MeshNet
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -28,6 +29,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var openAPIDocument: String = OpenAPIDocument.yaml
     /// Routes and connectors for the admin API; without one those endpoints report routing off.
     public var admin: (any AdminSource)?
+    /// TLS, connection limits and timeouts (HTTPConnectionGuards.swift).
+    public var connection = HTTPConnectionSettings()
     /// Who may do what (docs/security.md); disabled lets every request through.
     public var access: AccessControl = .disabled
 
@@ -55,6 +58,7 @@ public final class HTTPServer: Sendable {
     @discardableResult
     public func start() async throws -> ListenerInfo {
         let core = self.core
+        try configuration.connection.tls?.prepare()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -63,11 +67,7 @@ public final class HTTPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 core.track(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withErrorHandling: false)
-                    try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(core: core))
-                }
+                return channel.eventLoop.makeCompletedFuture { try core.configurePipeline(channel) }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         serverChannel.withLock { $0 = channel }

@@ -3,6 +3,7 @@ import MeshAuth
 import MeshBroker
 import MeshCore
 import MeshLog
+import MeshNet
 import MeshWire
 import NIOCore
 import Synchronization
@@ -124,6 +125,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let wire = error as? WireError {
+            if wire.code == .frameTooLarge { configuration.network.limiter.stats.count(.frameBytes) }
             logger.debug("bad frame from \(context.remoteAddress.map { "\($0)" } ?? "?"): \(wire)")
             run(machine.decodingFailed(wire))
             flush()

@@ -1,6 +1,7 @@
 import Logging
 import MeshAuth
 import MeshBroker
+import MeshNet
 import MeshWire
 import NIOCore
 import NIOPosix
@@ -29,6 +30,8 @@ public final class TCPServer: Sendable {
         public var ingress: String
         /// Where publishes of bridge connections (HELLO bridge flag) go; nil refuses them.
         public var bridgeIngress: (any BridgeIngress)?
+        /// TLS and connection limits (TCPConnectionGuards.swift).
+        public var network = TCPNetworkSettings()
 
         public init(
             connection: ServerConnectionStateMachine.Configuration = .init(nodeName: ""),
@@ -75,6 +78,7 @@ public final class TCPServer: Sendable {
     public func start(host: String = "127.0.0.1", port: Int = 7070) async throws -> Int {
         let broker = self.broker, configuration = self.configuration, logger = self.logger, connections = self.connections
         let highWater = max(configuration.writeBufferHighWaterMark, 2)
+        try configuration.network.tls?.prepare()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -83,9 +87,9 @@ public final class TCPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let refused = try configuration.network.configureFront(of: channel, maxFrameLength: configuration.connection.maxFrameLength)
+                    guard !refused else { return }
                     let handler = TCPConnectionHandler(broker: broker, configuration: configuration, logger: logger, registry: connections)
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(FrameDecoder(maxFrameLength: configuration.connection.maxFrameLength)))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

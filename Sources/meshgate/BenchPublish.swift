@@ -14,7 +14,8 @@ import Synchronization
 struct BenchPublish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "publish", abstract: "Publish load against a running server.")
 
-    @Option(help: "The TCP server, tcp://HOST:PORT.") var server: ServerAddress = .default
+    @Option(help: "The TCP server, tcp://HOST:PORT or tls://HOST:PORT.") var server: ServerAddress = .default
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "Use HTTP instead: the server's base URL, e.g. http://127.0.0.1:8080.") var http: String?
     @Option(help: "Topic to publish to.") var topic = "bench"
     @Option(help: "Connections.") var connections = 4
@@ -68,6 +69,7 @@ struct BenchPublish: AsyncParsableCommand {
             var configuration = MeshClient.Configuration(name: "meshgate-bench/\(i)")
             configuration.mergePublishes = !noMerge
             configuration.reconnect = false
+            configuration.tls = tls.settings(for: server)
             clients.append(try await MeshClient.connect(host: server.host, port: server.port, configuration: configuration))
         }
         return clients
@@ -147,7 +149,9 @@ struct BenchPublish: AsyncParsableCommand {
         var readers: [Task<Void, any Error>] = []
         var subscriptions: [MeshSubscription] = []
         for i in 0..<subscribers_ {
-            let subscriber = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-bench/subscriber-\(i)")
+            var subscriberConfiguration = MeshClient.Configuration(name: "meshgate-bench/subscriber-\(i)")
+            subscriberConfiguration.tls = tls.settings(for: server)
+            let subscriber = try await MeshClient.connect(host: server.host, port: server.port, configuration: subscriberConfiguration)
             let subscription = try await subscriber.subscribe(TopicPattern(self.topic), from: .latest, window: 4096)
             subscribers.append(subscriber)
             subscriptions.append(subscription)

@@ -8,7 +8,8 @@ struct PublishCommand: AsyncParsableCommand {
 
     @Argument(help: "The topic, e.g. orders/eu.") var topic: String
     @Argument(help: "The event data; '-' reads it from standard input; empty when left out.") var data: String?
-    @Option(help: "The server, tcp://HOST:PORT.") var server: ServerAddress = .default
+    @Option(help: "The server, tcp://HOST:PORT or tls://HOST:PORT.") var server: ServerAddress = .default
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "The partition key.") var key: String?
     @Option(help: "The CloudEvents type (default meshgate.publish).") var type: String?
     @Option(help: "The CloudEvents source (default meshgate://<node>/tcp).") var source: String?
@@ -32,7 +33,7 @@ struct PublishCommand: AsyncParsableCommand {
         } else if let data {
             event.data = Array(data.utf8)
         }
-        let client = try await server.connect(token: token)
+        let client = try await server.connect(token: token, tls: tls)
         do {
             let receipt = try await client.publish(event)
             print("\(receipt.topic) partition \(receipt.partition) offset \(receipt.offset) id \(receipt.id)")

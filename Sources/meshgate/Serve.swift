@@ -34,6 +34,27 @@ struct Serve: AsyncParsableCommand {
     var maxBodyBytes: String?
     @Option(help: "Largest HTTP request head in bytes (env MESHGATE_MAX_HEADER_BYTES). Default 16384.")
     var maxHeaderBytes: String?
+    // TLS and connection limits (docs/operations.md, "TLS" and "Limits").
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain of the listeners; with --tls-key turns TLS on (env MESHGATE_TLS_CERT).")
+    var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert (env MESHGATE_TLS_KEY).")
+    var tlsKey: String?
+    @Option(name: .customLong("tls-client-ca"), help: "PEM CA certificates; clients must present a certificate they issued: mutual TLS (env MESHGATE_TLS_CLIENT_CA).")
+    var tlsClientCA: String?
+    @Option(name: .customLong("tls-min-version"), help: "1.2 or 1.3 (env MESHGATE_TLS_MIN_VERSION). Default 1.2.")
+    var tlsMinVersion: String?
+    @Option(name: .customLong("tls-listeners"), help: "Listeners speaking TLS when it is on: http,tcp, http or tcp (env MESHGATE_TLS_LISTENERS). Default http,tcp.")
+    var tlsListeners: String?
+    @Option(name: .customLong("max-connections"), help: "Open connections per listener (env MESHGATE_MAX_CONNECTIONS). Default 10000.")
+    var maxConnections: String?
+    @Option(name: .customLong("max-connections-per-peer"), help: "Open connections per listener from one IP address (env MESHGATE_MAX_CONNECTIONS_PER_PEER). Default 1000.")
+    var maxConnectionsPerPeer: String?
+    @Option(name: .customLong("idle-timeout"), help: "Close HTTP keep-alive connections idle this long, e.g. 60s (env MESHGATE_IDLE_TIMEOUT). Default 60s.")
+    var idleTimeout: String?
+    @Option(name: .customLong("request-timeout"), help: "An HTTP request must arrive in full this long after its first byte, else 408 (env MESHGATE_REQUEST_TIMEOUT). Default 30s.")
+    var requestTimeout: String?
+    @Option(name: .customLong("max-frame-bytes"), help: "Largest TCP frame in bytes (env MESHGATE_MAX_FRAME_BYTES). Default max event bytes + 65536.")
+    var maxFrameBytes: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env MESHGATE_LOG_LEVEL).")
     var logLevel: String?
     @Option(help: "text or json (env MESHGATE_LOG_FORMAT). Default text.")
@@ -57,6 +78,16 @@ struct Serve: AsyncParsableCommand {
         flags["--max-inflight"] = maxInFlight
         flags["--max-body-bytes"] = maxBodyBytes
         flags["--max-header-bytes"] = maxHeaderBytes
+        flags["--tls-cert"] = tlsCert
+        flags["--tls-key"] = tlsKey
+        flags["--tls-client-ca"] = tlsClientCA
+        flags["--tls-min-version"] = tlsMinVersion
+        flags["--tls-listeners"] = tlsListeners
+        flags["--max-connections"] = maxConnections
+        flags["--max-connections-per-peer"] = maxConnectionsPerPeer
+        flags["--idle-timeout"] = idleTimeout
+        flags["--request-timeout"] = requestTimeout
+        flags["--max-frame-bytes"] = maxFrameBytes
         flags["--log-level"] = logLevel
         flags["--log-format"] = logFormat
         flags["--metrics"] = metrics

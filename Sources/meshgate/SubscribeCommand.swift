@@ -12,7 +12,8 @@ struct SubscribeCommand: AsyncParsableCommand {
     @Option(help: "Consumer group: share partitions with its other members and resume from its commits.") var group: String?
     @Option(help: "earliest, latest, an offset, or an RFC 3339 time.") var from: String = "latest"
     @Option(help: "Exit after this many events.") var count: Int?
-    @Option(help: "The server, tcp://HOST:PORT.") var server: ServerAddress = .default
+    @Option(help: "The server, tcp://HOST:PORT or tls://HOST:PORT.") var server: ServerAddress = .default
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "A bearer token or JWT for the server (default: $MESHGATE_TOKEN).") var token: String?
 
     func run() async throws {
@@ -20,7 +21,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         do { pattern = try TopicPattern(self.pattern) } catch { throw ValidationError("invalid pattern: \(error.message)") }
         let start = try Self.parseStart(from)
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        let client = try await server.connect(token: token)
+        let client = try await server.connect(token: token, tls: tls)
         do {
             let subscription = try await client.subscribe(pattern, group: group, from: start)
             var seen = 0

@@ -15,7 +15,8 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "earliest, latest, an offset, or an RFC 3339 time.") var from: String = "latest"
     @Option(help: "Exit after this many events.") var count: Int?
     @Flag(help: "Print each event as a structured-mode CloudEvent JSON object.") var json = false
-    @Option(help: "The server, tcp://HOST:PORT.") var server: ServerAddress = .default
+    @Option(help: "The server, tcp://HOST:PORT or tls://HOST:PORT.") var server: ServerAddress = .default
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "A bearer token or JWT for the server (default: $MESHGATE_TOKEN).") var token: String?
 
     func run() async throws {
@@ -23,7 +24,7 @@ struct TailCommand: AsyncParsableCommand {
         do { pattern = try TopicPattern(self.pattern) } catch { throw ValidationError("invalid pattern: \(error.message)") }
         let start = try SubscribeCommand.parseStart(from)
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        let client = try await server.connect(token: token, client: "meshgate-tail")
+        let client = try await server.connect(token: token, tls: tls, client: "meshgate-tail")
         let width = Self.terminalWidth()
         let color = isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         do {

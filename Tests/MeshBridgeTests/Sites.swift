@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MeshClient
+import MeshNet
 import MeshTestSupport
 import Synchronization
 
@@ -27,6 +28,10 @@ final class Site: @unchecked Sendable {
     let dir: String
     let tcpPort: Int
     private(set) var process: ChildProcess?
+    /// More `meshgate serve` arguments (TLS files, limits).
+    var extraArguments: [String] = []
+    /// How test clients connect to this site: TLS when its TCP listener speaks it.
+    var clientTLS: ClientTLS?
 
     init(_ name: String, root: String, tcpPort: Int = freePort()) throws {
         self.name = name
@@ -48,7 +53,8 @@ final class Site: @unchecked Sendable {
 
     func start() async throws {
         let p = try ChildProcess(meshgateBinary, ["serve", "--node", name, "--data", dir + "/data", "--routes", dir + "/routes",
-                                                  "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:\(tcpPort)"], mergeStandardError: true)
+                                                  "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:\(tcpPort)"] + extraArguments,
+                               mergeStandardError: true)
         process = p
         guard await p.waitForOutput(containing: "listening tcp=", timeout: .seconds(30)) else {
             throw SiteFailure(description: "site \(name) did not start: \(p.text)")
@@ -70,7 +76,9 @@ final class Site: @unchecked Sendable {
     }
 
     func client() async throws -> MeshClient {
-        try await MeshClient.connect(host: "127.0.0.1", port: tcpPort, name: "test")
+        var configuration = MeshClient.Configuration(name: "test")
+        configuration.tls = clientTLS
+        return try await MeshClient.connect(host: "127.0.0.1", port: tcpPort, configuration: configuration)
     }
 
     /// Publishes `count` events in batches: topic `topic`, keys `k0..k{keys-1}`, data = "key:seq".
