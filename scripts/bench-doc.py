@@ -365,6 +365,12 @@ if raw.get("bridge"):
         f"{int(br['outage_s'])} s while A takes a fixed offered load; {n(br['backlog'])} events queued on A arrive at B "
         f"{br['catch_up_s']:.2f} s after B is listening again."])
 
+if raw.get("metrics"):
+    section("Metrics cost", "metrics cost", intro=[
+        "The same TCP publish load against a gateway started with `--metrics on` and one with `--metrics off`, "
+        "in alternating rounds (per round, on: " + ", ".join(n(v) for v in raw["metrics"]["on"]) + "; off: "
+        + ", ".join(n(v) for v in raw["metrics"]["off"]) + " events/s)."])
+
 section("Harness check", "harness check", intro=[
     "The peers' load generators measured against the peer's own C benchmark tool on the same server in the "
     "same run: a ratio near 1 means the harness, not the server, would be the limit. `meshgate-bench redis` keeps "
@@ -389,8 +395,6 @@ w("")
 w("## Not measured here")
 w("")
 w("- 10,000 concurrent connections have no scenario in the suite yet.")
-w("- The metrics cost (`scripts/bench-metrics.sh ROUNDS`: publish throughput with `--metrics on` and `off` "
-  "alternately) is a separate check, not part of `make bench`.")
 w("")
 
 w("## Running and comparing")

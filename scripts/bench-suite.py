@@ -30,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHGATE = os.path.join(ROOT, ".build/release/meshgate")
 PEERS = os.path.join(ROOT, ".build/release/meshgate-bench")
 
-SCENARIOS = ["publish", "latency", "http", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "ceilings", "log", "webhook"]
+SCENARIOS = ["publish", "latency", "http", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "metrics", "ceilings", "log",
+             "webhook"]
 
 
 def log(message):
@@ -147,7 +148,7 @@ class Suite:
 
     # Servers -------------------------------------------------------------
 
-    def meshgate(self, fsync, name=None, data=None, routes=None, node="bench", tcp=None):
+    def meshgate(self, fsync, name=None, data=None, routes=None, node="bench", tcp=None, extra=()):
         """routes: the text of a route file to load (none by default); tcp: a fixed port (a site that
         restarts where its peers expect it)."""
         name = name or f"meshgate-{fsync}"
@@ -163,7 +164,7 @@ class Suite:
                 f.write(routes)
         proc = PROCS.start(name, [MESHGATE, "serve", "--http", f"127.0.0.1:{http}", "--tcp", f"127.0.0.1:{tcp}",
                                   "--data", data, "--routes", directory, "--fsync", fsync, "--node", node,
-                                  "--log-level", "warning"], self.scratch(f"{name}.log"))
+                                  "--log-level", "warning", *extra], self.scratch(f"{name}.log"))
         proc.startup_s = wait_port(tcp, proc)
         wait_port(http, proc)
         proc.tcp, proc.http, proc.data = tcp, http, data
@@ -560,6 +561,23 @@ class Suite:
                     "events/s", catch_up, peer="rate that built the backlog", peer_value=built_rate, target=("ratio_min", 3.0))
         PROCS.stop(a)
         PROCS.stop(b)
+
+    def scenario_metrics(self):
+        """What metrics cost on the publish path: TCP publish into a gateway with `--metrics on` and
+        one with `--metrics off`, alternating rounds so drift in the machine's load hits both alike."""
+        rounds = 2 if self.quick else 5
+        rates = {"on": [], "off": []}
+        for r in range(rounds):
+            for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                server = self.meshgate("none", name=f"meshgate-metrics-{mode}", extra=("--metrics", mode))
+                log(f"metrics: round {r + 1}, metrics {mode}")
+                rates[mode].append(self.mesh_publish(server, 4, 100, "metrics/bench")["per_second"])
+                PROCS.stop(server)
+        self.raw["metrics"] = rates
+        on, off = sum(rates["on"]) / rounds, sum(rates["off"]) / rounds
+        self.figure("metrics.on-vs-off", "metrics cost",
+                    f"TCP publish (`fsync: none`, 100 B, 4 connections) with metrics on, mean of {rounds} alternating rounds",
+                    "events/s", on, peer="metrics off", peer_value=off, target=("ratio_min", 0.95))
 
     def scenario_ceilings(self):
         out = self.scratch("tcp.json")
