@@ -239,6 +239,20 @@ class Load:
             return list(self.acked)
 
 
+def save_status(gw, work):
+    """Keeps the gateway's connectors and routes status beside its log, for a failed scenario."""
+    client = HTTP(gw.http)
+    try:
+        for path in ("/v1/connectors", "/v1/routes"):
+            status, _, body = client.request("GET", path)
+            with open(os.path.join(work, f"{gw.name}{path.replace('/', '-')}.json"), "wb") as f:
+                f.write(body)
+    except (OSError, http.client.HTTPException):
+        pass
+    finally:
+        client.close()
+
+
 def tally(scenario, acked, found_ids, notes):
     """A result row: acked ids against the ids found (a list, repeats are duplicates)."""
     acked_set = set(acked)
@@ -252,6 +266,7 @@ def tally(scenario, acked, found_ids, notes):
            "duplicated": duplicated, "notes": notes}
     if lost:
         missing = sorted(acked_set - set(counts))[:5]
+        log(f"   {scenario}: lost {sorted(acked_set - set(counts))}")
         row["notes"] += f"; LOST e.g. {missing}"
     return row
 
@@ -465,6 +480,7 @@ routes:
     load.stop()
     acked = load.acknowledged()
     wait_for(lambda: set(acked) <= set(receiver.received()), 90, interval=0.5)
+    save_status(gw, work)
     gw.stop()
     receiver.down()
     return tally("flapping webhook", acked, receiver.received(),
@@ -504,8 +520,12 @@ class Mosquitto:
         self.conf = os.path.join(work, "mosquitto.conf")
         os.makedirs(os.path.join(work, "mosquitto"), exist_ok=True)
         with open(self.conf, "w") as f:
-            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {work}/mosquitto/\nmax_queued_messages 0\n")
+            # `user root`: started as root, mosquitto would otherwise drop to the mosquitto user and could
+            # not write its persistence database (or log) in this directory, losing queued messages.
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n"
+                    f"persistence_location {work}/mosquitto/\nmax_queued_messages 0\n"
+                    f"log_dest file {work}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n"
+                    f"log_type information\nconnection_messages true\n")
         self.proc = None
 
     def start(self):
@@ -557,6 +577,7 @@ routes:
     load.stop()
     acked = load.acknowledged()
     wait_for(lambda: set(acked) <= set(recorder.received()), 90, interval=0.5)
+    save_status(gw, work)
     gw.stop()
     recorder.close()
     broker.stop()
@@ -604,6 +625,7 @@ routes:
         return set(acked) <= set(found)
 
     wait_for(delivered, 90, interval=1)
+    save_status(site_a, work)
     site_a.stop()
     site_b.stop()
     proxy.stop()
@@ -664,7 +686,10 @@ def main():
                     f"lost {row['lost']}, duplicated {row['duplicated']} ({time.monotonic() - t0:.0f} s)")
                 if row["lost"]:
                     failures.append(f"{row['scenario']}: {row['lost']} acknowledged events lost")
-            shutil.rmtree(work, ignore_errors=True)
+            if any(r["lost"] for r in (result if isinstance(result, list) else [result])):
+                log(f"   logs kept in {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
         except Exception as e:  # noqa: BLE001 - every scenario runs; the failure is reported
             traceback.print_exc()
             failures.append(f"{name}: {e!r} (logs kept in {work})")

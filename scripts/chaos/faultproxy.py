@@ -86,13 +86,23 @@ class FaultProxy:
         except OSError:
             pass
 
+    def close_listener(self):
+        # shutdown() wakes the thread blocked in accept() (close() alone would not, and the port
+        # would stay bound until it returned).
+        if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            self.listener = None
+
     def cut(self, silent=False):
         if silent:
             self.running.clear()
             return
         with self.lock:
-            self.listener.close()
-            self.listener = None
+            self.close_listener()
             for s in self.connections:
                 self.reset(s)
             self.connections = []
@@ -113,9 +123,7 @@ class FaultProxy:
     def stop(self):
         self.running.set()
         with self.lock:
-            if self.listener:
-                self.listener.close()
-                self.listener = None
+            self.close_listener()
             for s in self.connections:
                 self.reset(s)
             self.connections = []
