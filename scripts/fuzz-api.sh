@@ -34,9 +34,9 @@ curl -fsS -o /dev/null -X POST -H 'content-type: application/json' --data '{"tot
 # The SSE stream never ends by design, so it is left out; every other operation is generated.
 status=0
 schemathesis run "http://127.0.0.1:$port/v1/openapi.yaml" --url "http://127.0.0.1:$port" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --checks "${FUZZ_API_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}" \
   --exclude-path '/v1/stream/{pattern}' \
-  --max-examples "$examples" --request-timeout 35 --workers 2 --seed 1 \
+  --max-examples "$examples" --request-timeout 35 --workers 2 ${FUZZ_API_SEED:+--seed "$FUZZ_API_SEED"} \
   --suppress-health-check all --no-color || status=$?
 if ! kill -0 "$pid" 2>/dev/null; then
   echo "meshgate exited during the run:"; tail -50 "$work/serve.log"; exit 1

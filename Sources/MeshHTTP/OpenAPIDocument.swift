@@ -411,7 +411,7 @@ components:
       in: path
       required: true
       description: A topic; it may contain `/` (levels).
-      schema: {type: string}
+      schema: {type: string, minLength: 1, maxLength: 255}
     Group:
       name: group
       in: path
@@ -458,6 +458,7 @@ components:
         tracestate: {type: string}
         data: {}
         data_base64: {type: string, contentEncoding: base64}
+      not: {required: [data, data_base64], description: "`data` and `data_base64` exclude each other."}
       additionalProperties:
         type: [string, number, boolean, 'null']
     StoredCloudEvent:
@@ -485,7 +486,7 @@ components:
       type: object
       required: [topic, partition, offset]
       properties:
-        topic: {type: string}
+        topic: {type: string, minLength: 1, maxLength: 255}
         partition: {type: integer, minimum: 0}
         offset: {type: integer, minimum: 0, description: The next offset the group will read.}
     Group:
