@@ -32,12 +32,13 @@ echo "meshgate serve on 127.0.0.1:$port (pid $pid)"
 curl -fsS -o /dev/null -X POST -H 'content-type: application/json' --data '{"total": 150}' "http://127.0.0.1:$port/v1/publish/orders/eu"
 
 # The SSE stream never ends by design, so it is left out; every other operation is generated.
+# Run from the temporary directory: schemathesis keeps its cache in the working directory.
 status=0
-schemathesis run "http://127.0.0.1:$port/v1/openapi.yaml" --url "http://127.0.0.1:$port" \
+(cd "$work" && schemathesis run "http://127.0.0.1:$port/v1/openapi.yaml" --url "http://127.0.0.1:$port" \
   --checks "${FUZZ_API_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}" \
   --exclude-path '/v1/stream/{pattern}' \
   --max-examples "$examples" --request-timeout 35 --workers 2 ${FUZZ_API_SEED:+--seed "$FUZZ_API_SEED"} \
-  --suppress-health-check all --no-color || status=$?
+  --suppress-health-check all --no-color) || status=$?
 if ! kill -0 "$pid" 2>/dev/null; then
   echo "meshgate exited during the run:"; tail -50 "$work/serve.log"; exit 1
 fi
