@@ -185,6 +185,7 @@ class Load:
         self.workers, self.keys, self.size, self.pace = workers, keys, size, pace
         self.acked, self.statuses = [], {}
         self.problem_types = set()
+        self.problem_details = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads = []
@@ -218,7 +219,9 @@ class Load:
                     self.acked.append(event_id)
                 elif "problem+json" in ctype:
                     try:
-                        self.problem_types.add((status, json.loads(body).get("type", "")))
+                        problem = json.loads(body)
+                        self.problem_types.add((status, problem.get("type", "")))
+                        self.problem_details.setdefault(problem.get("type", ""), problem.get("detail", ""))
                     except ValueError:
                         self.problem_types.add((status, "unparseable problem body"))
                 else:
@@ -278,7 +281,7 @@ def scenario_kill9(binary, work):
     """kill -9 the gateway repeatedly while 4 HTTP publishers run (fsync always); read back."""
     gw = Gateway(binary, work, "kill", os.path.join(work, "data"), extra=["--fsync", "always"])
     load = Load(lambda: gw.http, "chaos/kill", "k", workers=4)
-    cycles = 12
+    cycles = 25
     for cycle in range(cycles):
         gw.start()
         load.start()
@@ -319,7 +322,8 @@ def scenario_disk_full(binary, work):
         assert full, f"the disk never filled: {load.statuses}"
         statuses_full = dict(load.statuses)
         problems = sorted(load.problem_types)
-        assert all(s == 503 and "no_space" in t or "storage" in t for s, t in problems), problems
+        assert problems and all(s == 503 and t.endswith("/storage.unavailable") for s, t in problems), problems
+        detail = next(iter(load.problem_details.values()), "")
         # Restart while full: recovery must cope with a full disk too.
         gw.kill()
         gw.start()
@@ -333,9 +337,9 @@ def scenario_disk_full(binary, work):
         gw.stop()
         acked = load.acknowledged()
         return tally("disk full", acked, found,
-                     f"64 MiB tmpfs; {statuses_full.get(503, 0)} publishes answered 503 "
-                     f"{', '.join(sorted({t for _, t in problems}))} while full; one kill -9 while full; "
-                     f"publishing resumed once space returned")
+                     f"64 MiB tmpfs; {statuses_full.get(503, 0)} publishes answered 503 `storage.unavailable` "
+                     f"(\"{detail[:80]}\") while full; one kill -9 while full; publishing resumed once the "
+                     f"filler file was deleted")
     finally:
         subprocess.run(["umount", "-l", mount], check=False)
 
@@ -567,7 +571,7 @@ routes:
     gw = Gateway(binary, work, "mqtt", os.path.join(work, "data"), routes=routes).start()
     load = Load(lambda: gw.http, "chaos/mqtt/a", "m", workers=2, pace=0.002)
     load.start()
-    restarts = 3
+    restarts = 4
     for _ in range(restarts):
         time.sleep(random.uniform(1.5, 3.0))
         broker.stop()
