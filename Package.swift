@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"], exclude: ["Fixtures"]),
         .testTarget(name: "MeshMQTTTests", dependencies: ["MeshMQTT", "MeshBroker", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWebhookTests", dependencies: ["MeshWebhook", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
-        .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
+        .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MeshWireTests", dependencies: [
             "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
