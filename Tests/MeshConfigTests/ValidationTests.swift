@@ -135,9 +135,9 @@ struct ValidationTests {
         #expect(errors(yaml) == ["r.yaml:5:33: error: connector 'h' is a webhook, which cannot be a route's source; expected an mqtt or meshgate connector"])
     }
 
-    /// Every input a fuzzer crashed on (Fixtures/fuzz/routefile-*) loads or is refused with positioned errors.
+    /// Every input a fuzzer crashed on (Tests/Fixtures/fuzz/routefile-*) loads or is refused with positioned errors.
     @Test func fuzzerFindingsLoadOrFailCleanly() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/fuzz")
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/fuzz").standardized
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("routefile-") }
         #expect(!files.isEmpty)
         for name in files {

@@ -168,9 +168,9 @@ struct CESQLTests {
         #expect(try eval(list).0 == .boolean(true))
     }
 
-    /// Every input a fuzzer crashed on (Fixtures/fuzz/cesql-*) parses or fails cleanly, and what parses evaluates.
+    /// Every input a fuzzer crashed on (Tests/Fixtures/fuzz/cesql-*) parses or fails cleanly, and what parses evaluates.
     @Test func fuzzerFindingsParseOrFailCleanly() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/fuzz")
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/fuzz").standardized
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("cesql-") }
         #expect(!files.isEmpty)
         for name in files {
