@@ -338,7 +338,7 @@ def scenario_disk_full(binary, work):
         acked = load.acknowledged()
         return tally("disk full", acked, found,
                      f"64 MiB tmpfs; {statuses_full.get(503, 0)} publishes answered 503 `storage.unavailable` "
-                     f"(\"{detail[:80]}\") while full; one kill -9 while full; publishing resumed once the "
+                     f"(detail ending \"{detail.rsplit(': ', 1)[-1][:60]}\") while full; one kill -9 while full; publishing resumed once the "
                      f"filler file was deleted")
     finally:
         subprocess.run(["umount", "-l", mount], check=False)
@@ -688,7 +688,7 @@ def main():
             for row in result if isinstance(result, list) else [result]:
                 rows.append(row)
                 log(f"   {row['scenario']}: acknowledged {row['acknowledged']}, found {row['found']}, "
-                    f"lost {row['lost']}, duplicated {row['duplicated']} ({time.monotonic() - t0:.0f} s)")
+                    f"lost {row['lost']}, duplicated {row['duplicated']} ({time.monotonic() - t0:.0f} s); {row['notes']}")
                 if row["lost"]:
                     failures.append(f"{row['scenario']}: {row['lost']} acknowledged events lost")
             if any(r["lost"] for r in (result if isinstance(result, list) else [result])):
