@@ -36,6 +36,8 @@ from faultproxy import FaultProxy  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
+# Every child process a scenario starts, so none outlives a scenario that failed half-way.
+CHILDREN = []
 
 
 def log(*args):
@@ -75,6 +77,7 @@ class Gateway:
                 "--routes", self.routes, "--node", self.name] + self.extra
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        CHILDREN.append(self.proc)
 
         def ready():
             text = self.text()
@@ -535,6 +538,7 @@ class Mosquitto:
 
     def start(self):
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        CHILDREN.append(self.proc)
 
         def listening():
             try:
@@ -700,6 +704,12 @@ def main():
             failures.append(f"{name}: {e!r} (logs kept in {work})")
             rows.append({"scenario": name, "acknowledged": "–", "found": "–", "lost": "–", "duplicated": "–",
                          "notes": f"FAILED: {str(e)[:200]}"})
+        finally:
+            for child in CHILDREN:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            CHILDREN.clear()
     elapsed = time.monotonic() - started
     if not args.no_doc and set(names) == set(SCENARIOS):
         write_doc(args.doc, rows, elapsed, binary)
