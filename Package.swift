@@ -15,6 +15,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "meshgate", targets: ["meshgate"]),
+        .executable(name: "meshgate-bench", targets: ["meshgate-bench"]),
         .library(name: "MeshClient", targets: ["MeshClient"]),
     ],
     dependencies: [
@@ -26,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // jwt-kit 5 needs swift-crypto 4; the range keeps 3.12.3 acceptable to other dependents.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) with a table fallback; no Swift package offers it.
@@ -40,12 +44,18 @@ let package = Package(
         .target(name: "MeshRouting", dependencies: ["MeshCore", "MeshLog", logging]),
         // Route files: YAML -> validated route table with file:line:column errors; hot reload.
         .target(name: "MeshConfig", dependencies: ["MeshCore", "MeshLog", "MeshRouting", yams, logging]),
+        // Identities, credentials (hashed bearer tokens, JWTs), topic ACLs and per-identity publish rates.
+        .target(name: "MeshAuth", dependencies: [
+            "MeshCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "JWTKit", package: "jwt-kit"),
+        ]),
         // The TCP protocol: frames, their codec, and the connection state machines. No sockets.
         .target(name: "MeshWire", dependencies: ["MeshCore", nioCore]),
         // The HTTP listener: a lean NIOHTTP1 pipeline and a hand-written router over the broker.
-        .target(name: "MeshHTTP", dependencies: ["MeshBroker", "MeshCore", "MeshLog", nioCore, nioPosix, nioHTTP1, logging]),
+        .target(name: "MeshHTTP", dependencies: ["MeshAuth", "MeshBroker", "MeshCore", "MeshLog", nioCore, nioPosix, nioHTTP1, logging]),
         // The TCP listener: the MeshWire protocol over NIO sockets, adapted onto the Broker.
-        .target(name: "MeshTCP", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshWire", nioCore, nioPosix, logging]),
+        .target(name: "MeshTCP", dependencies: ["MeshAuth", "MeshCore", "MeshLog", "MeshBroker", "MeshWire", nioCore, nioPosix, logging]),
         // The public Swift client of the TCP protocol (async/await).
         .target(name: "MeshClient", dependencies: ["MeshCore", "MeshWire", nioCore, nioPosix]),
         // libmosquitto (Debian libmosquitto-dev); only MeshMQTT imports it.
@@ -57,7 +67,7 @@ let package = Package(
         .target(name: "MeshBridge", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", logging]),
         // The composition root: configuration; the log, broker, routing and listeners as services.
         .target(name: "MeshGateway", dependencies: [
-            "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook",
+            "MeshAuth", "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook",
             nioCore, nioPosix, logging, lifecycle, yams, metrics, prometheus,
         ]),
         // libcurl (Debian libcurl4-openssl-dev). Imported only by MeshWebhook.
@@ -72,9 +82,21 @@ let package = Package(
             "MeshCore", "MeshRouting", "CCurl", "CCurlShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The benchmark harness shared by every load generator (counters, HDR latency, the JSON a run
+        // writes) and the results model behind `meshgate bench compare`. No dependency on the gateway.
+        .target(name: "MeshBench", dependencies: [.product(name: "Histogram", package: "hdrhistogram-swift")]),
+        // The NATS and Redis C clients (Debian libnats-dev, libhiredis-dev). Only meshgate-bench links them.
+        .systemLibrary(name: "CNats", path: "Sources/CNats"),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
+        // The peers' load generators: the same harness as `meshgate bench publish`, over each peer's C
+        // client. A separate executable so the gateway binary links neither client.
+        .executableTarget(name: "meshgate-bench", dependencies: [
+            "MeshBench", "CNats", "CHiredis", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // The command line: the only place that bootstraps logging and metrics.
         .executableTarget(name: "meshgate", dependencies: [
-            "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook",
+            "MeshAuth", "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook",
+            "MeshBench",
             nioCore, nioPosix, nioHTTP1, logging, metrics,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -82,22 +104,25 @@ let package = Package(
 
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
         .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),
-        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshTestSupport"]),
+        .testTarget(name: "MeshAuthTests", dependencies: ["MeshAuth", "MeshCore", .product(name: "JWTKit", package: "jwt-kit")]),
+        .testTarget(name: "MeshBenchTests", dependencies: ["MeshBench", "MeshTestSupport"]),
         .testTarget(name: "MeshLogTests", dependencies: ["MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshBrokerTests", dependencies: ["MeshBroker", "MeshLog", "MeshCore"]),
-        .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore"]),
+        .testTarget(name: "MeshRoutingTests", dependencies: ["MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshMQTTTests", dependencies: ["MeshMQTT", "MeshBroker", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWebhookTests", dependencies: ["MeshWebhook", "MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshConfigTests", dependencies: ["MeshConfig", "MeshRouting", "MeshLog", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: [
-            "MeshWire", "MeshCore", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+            "MeshWire", "MeshCore", "MeshTestSupport", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "MeshTCPTests", dependencies: ["MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
+        .testTarget(name: "MeshTCPTests", dependencies: ["MeshAuth", "MeshTCP", "MeshClient", "MeshBroker", "MeshLog", "MeshWire", "MeshCore", nioCore, nioPosix]),
         .testTarget(name: "MeshBridgeTests", dependencies: [
-            "MeshBridge", "MeshClient", "MeshCore", "MeshWire", "MeshLog", "MeshBroker", "MeshTCP", "MeshTestSupport",
+            "MeshAuth", "MeshBridge", "MeshClient", "MeshCore", "MeshWire", "MeshLog", "MeshBroker", "MeshTCP", "MeshTestSupport",
         ]),
         .testTarget(name: "MeshHTTPTests", dependencies: [
-            "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", "MeshRouting", "MeshConfig",
+            "MeshAuth", "MeshHTTP", "MeshGateway", "MeshBroker", "MeshLog", "MeshCore", "MeshClient", "MeshTestSupport", "MeshRouting", "MeshConfig",
+            .product(name: "JWTKit", package: "jwt-kit"),
             nioCore, nioPosix, nioHTTP1, logging, lifecycle, metrics, prometheus,
         ], exclude: ["interop"]),
     ],

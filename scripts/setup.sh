@@ -20,6 +20,11 @@ packages=(
   prometheus             # promtool: the tests check the /metrics exposition with `promtool check metrics`
   chromium               # the status page is tested in headless Chromium (and its screenshot taken)
   fonts-dejavu-core      # a font for Chromium's screenshots
+  libnats-dev            # meshgate-bench drives NATS JetStream through its C client
+  libhiredis-dev         # meshgate-bench drives Redis through its C client
+  nats-server            # make bench: the JetStream peer
+  redis-server           # make bench: the Redis streams peer
+  gnuplot-nox            # make bench: the plots in docs/bench/
 )
 
 missing=()

@@ -46,6 +46,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         var mergePublishes: Bool
         var maxMergedEvents: Int
         var maxMergedBytes: Int
+        /// How long the server has to answer HELLO with WELCOME before the connection is given up.
+        var handshakeTimeout: TimeAmount = .seconds(10)
     }
 
     private var machine: ClientConnectionStateMachine
@@ -53,6 +55,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var welcomePromise: EventLoopPromise<Welcome>?
     private var heartbeat: RepeatedTask?
+    private var handshakeTimer: Scheduled<Void>?
     private var inFlight: [UInt32: PublishRequest] = [:]
     /// Requests waiting for an in-flight slot, oldest first.
     private var queued: [PublishRequest] = []
@@ -105,7 +108,22 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     // MARK: Requests (on the event loop)
 
     func start(_ promise: EventLoopPromise<Welcome>) {
+        // The connection may already be gone (reset or closed by the peer between connect and
+        // here): then nothing would ever answer the promise.
+        if closed { return promise.fail(closeReason ?? WireError.disconnected) }
         welcomePromise = promise
+        if let context {
+            // A link that accepts the connection and then carries nothing (a stalled proxy, a
+            // hung peer) must not hold the handshake forever: no heartbeat runs before WELCOME.
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let limit = options.handshakeTimeout
+            handshakeTimer = context.eventLoop.scheduleTask(in: limit) {
+                let handler = bound.value
+                guard handler.welcomePromise != nil else { return }
+                handler.closeReason = handler.closeReason ?? WireError(.notReady, "no WELCOME from the server within \(limit.nanoseconds / 1_000_000) ms")
+                handler.context?.close(promise: nil)
+            }
+        }
         do {
             write(try machine.start())
             flushIfNeeded()
@@ -251,6 +269,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             case .send(let frame):
                 write(frame)
             case .connected(let welcome):
+                handshakeTimer?.cancel()
+                handshakeTimer = nil
                 startHeartbeat(welcome)
                 welcomePromise?.succeed(welcome)
                 welcomePromise = nil
@@ -286,6 +306,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         closed = true
         heartbeat?.cancel()
         heartbeat = nil
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
         let reason = closeReason ?? WireError.disconnected
         welcomePromise?.fail(reason)
         welcomePromise = nil

@@ -32,12 +32,19 @@ struct ClientConnectionRef: Sendable {
             .get()
         let loop = channel.eventLoop
         let promise = loop.makePromise(of: Welcome.self)
-        let handler = try await loop.submit { () throws -> NIOLoopBound<ClientConnectionHandler> in
-            let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
-            handler.start(promise)
-            return NIOLoopBound(handler, eventLoop: loop)
-        }.get()
         do {
+            let handler = try await loop.submit { () throws -> NIOLoopBound<ClientConnectionHandler> in
+                do {
+                    let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+                    handler.start(promise)
+                    return NIOLoopBound(handler, eventLoop: loop)
+                } catch {
+                    // The pipeline is already torn down (the peer closed at once): no handler
+                    // will answer the promise.
+                    promise.fail(WireError(.notReady, "the connection closed during the handshake: \(error)"))
+                    throw error
+                }
+            }.get()
             let welcome = try await promise.futureResult.get()
             return ClientConnectionRef(channel: channel, handler: handler, welcome: welcome)
         } catch {

@@ -31,6 +31,7 @@ public final class MeshClient: Sendable {
         public var maxBackoff: Duration = .seconds(5)
         /// Give up reconnecting after this many failed attempts in a row (nil: never).
         public var maxReconnectAttempts: Int?
+        /// How long connecting may take: the TCP connection, and then the server's WELCOME.
         public var connectTimeout: Duration = .seconds(5)
         /// How long `close()` waits for the server's GOODBYE.
         public var closeTimeout: Duration = .seconds(5)
@@ -179,7 +180,7 @@ public final class MeshClient: Sendable {
 
     // MARK: Connection management
 
-    private func connection() throws(WireError) -> ClientConnectionRef {
+    func connection() throws(WireError) -> ClientConnectionRef {
         try state.withLock { s throws(WireError) -> ClientConnectionRef in
             if s.closed { throw WireError.clientClosed }
             guard let connection = s.connection else {
@@ -195,7 +196,9 @@ public final class MeshClient: Sendable {
             bridge: configuration.bridge)
         let options = ClientConnectionHandler.Options(
             mergePublishes: configuration.mergePublishes, maxMergedEvents: configuration.maxMergedEvents,
-            maxMergedBytes: configuration.maxMergedBytes)
+            maxMergedBytes: configuration.maxMergedBytes,
+            handshakeTimeout: .nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000
+                + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
         return try await ClientConnectionRef.connect(
             host: host, port: port, configuration: machine, options: options, group: group,
             connectTimeout: configuration.connectTimeout

@@ -158,13 +158,25 @@ public final class MeshSubscription: AsyncSequence, Sendable {
 
     // MARK: Connection side
 
+    /// Binds the subscription to the connection it was just sent on, or (nil) unbinds it from a
+    /// lost one. The server's SUBSCRIBED and first events may arrive on the event loop before the
+    /// subscribing task gets here, so a new binding keeps what they recorded; only a lost
+    /// connection resets them, as the next one starts with a fresh window and a new SUBSCRIBED.
     func bind(_ binding: Binding?) {
         state.withLock { s in
             s.binding = binding
-            s.unreported = 0
-            s.isSubscribed = false
+            if binding == nil {
+                s.unreported = 0
+                s.isSubscribed = false
+            }
         }
     }
+
+    /// Whether the server confirmed the subscription on the current connection.
+    var isSubscribed: Bool { state.withLock { $0.isSubscribed } }
+
+    /// Events taken by the consumer and not yet returned to the server as credit.
+    var unreportedCredit: UInt32 { state.withLock { $0.unreported } }
 
     /// Waits for SUBSCRIBED (or the error that refused the subscription).
     func waitSubscribed() async throws {

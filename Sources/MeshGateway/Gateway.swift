@@ -1,4 +1,5 @@
 import Logging
+import MeshAuth
 import MeshBridge
 import MeshBroker
 import MeshHTTP
@@ -28,6 +29,8 @@ public final class Gateway: Sendable {
     public let bridgeIngress: BridgeIngressService
     /// The Prometheus registry behind `GET /metrics` and the swift-metrics backend of the parts.
     public let metrics: GatewayMetrics
+    /// Identities and ACLs of every listener (docs/security.md); reloaded on SIGHUP.
+    public let access: AccessControl
     private let logger: Logger
     private let group = Mutex<ServiceGroup?>(nil)
     private let shutdownRequested = Atomic<Bool>(false)
@@ -44,6 +47,15 @@ public final class Gateway: Sendable {
         self.logger = logger
         let metrics = metrics ?? GatewayMetrics(enabled: config.metrics)
         self.metrics = metrics
+        let access: AccessControl
+        do { access = try AccessControl(config.auth) } catch {
+            // GatewayConfig.load has checked the key already; should it fail here, JWTs are refused, tokens still work.
+            logger.error("auth.jwt: \(error.message); JWTs are refused")
+            var auth = config.auth
+            auth.jwt = nil
+            access = (try? AccessControl(auth)) ?? .disabled
+        }
+        self.access = access
         let status = NodeStatus(node: config.node, version: Self.version)
         self.status = status
         var logOptions = config.logOptions
@@ -62,28 +74,31 @@ public final class Gateway: Sendable {
         self.routing = routing
         var render: (@Sendable () -> [UInt8])?
         if metrics.enabled {
-            render = { metrics.render(log: log, status: status, routing: routing) }
+            render = { metrics.render(log: log, status: status, routing: routing, access: access) }
         }
         let admin = GatewayAdmin(routing: routing, metrics: render)
         listeners = Self.makeListeners(config: config, broker: broker, status: status, admin: admin, group: eventLoopGroup,
-                                       bridgeIngress: ingress)
+                                       bridgeIngress: ingress, access: access)
             + extraListeners.map { $0(broker, status) }
         for l in listeners { status.setNotReady("listener \(l.name)", "starting") }
     }
 
     /// The built-in listeners: HTTP and TCP, over the same broker.
     static func makeListeners(config: GatewayConfig, broker: Broker, status: NodeStatus, admin: any AdminSource,
-                              group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil) -> [any Listener] {
+                              group: any EventLoopGroup, bridgeIngress: (any BridgeIngress)? = nil,
+                              access: AccessControl = .disabled) -> [any Listener] {
         var http = HTTPServerConfiguration()
         http.host = config.http.host
         http.port = config.http.port
         http.maxHeaderBytes = config.maxHeaderBytes
         http.maxStructuredBodyBytes = config.maxBodyBytes
         http.admin = admin
+        http.access = access
         var tcp = TCPServer.Configuration()
         tcp.connection.maxEventSize = config.maxEventBytes
         tcp.connection.maxInFlightPublishes = config.maxInFlight
         tcp.bridgeIngress = bridgeIngress
+        tcp.access = access
         let tcpServer = TCPServer(broker: broker, configuration: tcp, logger: Logger(label: "meshgate.tcp"), eventLoopGroup: group)
         return [
             HTTPServer(broker: broker, configuration: http, status: status, group: group, logger: Logger(label: "meshgate.http")),
@@ -96,11 +111,16 @@ public final class Gateway: Sendable {
         for remote in config.remoteListeners {
             logger.warning("listening beyond loopback with authentication off (\(remote)): anyone who can reach it can publish and read")
         }
+        if access.enabled {
+            logger.info("authentication on", metadata: ["tokens": "\(config.auth.tokens.count)", "roles": "\(config.auth.roles.count)",
+                                                       "jwt": "\(config.auth.jwt?.algorithm.rawValue ?? "off")"])
+        }
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
         let services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
-                                       RoutingService(control: routing, logger: logger)]
+                                       RoutingService(control: routing, logger: logger),
+                                       AuthReloadService(access: access, configFile: config.configFile, logger: logger)]
             + listeners.map { ListenerService(listener: $0, status: status, logger: logger) }
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },

@@ -1,4 +1,5 @@
 import Foundation
+import MeshAuth
 import MeshCore
 import MeshLog
 import Yams
@@ -67,6 +68,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxHeaderBytes = 16 << 10
     /// Listening beyond loopback with authentication off is refused unless this is set (SPEC §8).
     public var allowInsecureRemote = false
+    /// Tokens, JWT and ACLs: the `auth:` section; `--auth` / `MESHGATE_AUTH` switch it on or off.
+    public var auth = AuthConfiguration()
+    /// The meshgate.yaml read, if any: reloads re-read its `auth:` section.
+    public var configFile: String?
     public var logLevel = "info"
     /// `text` (one human-readable line per entry) or `json` (one JSON object per line).
     public var logFormat = "text"
@@ -150,6 +155,12 @@ public struct GatewayConfig: Sendable, Equatable {
             c.allowInsecureRemote = b
             return nil
         },
+        Setting(key: "auth", env: "MESHGATE_AUTH", flag: "--auth",
+                help: "on or off: require a bearer token or JWT, with the auth: section's ACLs; default off") { c, v in
+            guard let b = parseBool(v) else { return "\"\(v)\" is not on or off" }
+            c.auth.enabled = b
+            return nil
+        },
         Setting(key: "log_level", env: "MESHGATE_LOG_LEVEL", flag: "--log-level", help: "trace, debug, info, notice, warning, error or critical; default info") { c, v in
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
                 return "\"\(v)\" is not a log level (trace, debug, info, notice, warning, error, critical)"
@@ -185,6 +196,7 @@ public struct GatewayConfig: Sendable, Equatable {
         var config = GatewayConfig()
         if let path = configFile ?? environment["MESHGATE_CONFIG"] {
             try config.applyFile(path)
+            config.configFile = path
         }
         for s in settings {
             if let v = environment[s.env], let problem = s.apply(&config, v) { throw ConfigError("\(s.env): \(problem)") }
@@ -213,6 +225,10 @@ public struct GatewayConfig: Sendable, Equatable {
             guard let key = keyNode.string, let setting = known[key] else {
                 throw ConfigError("\(path):\(Self.position(keyNode.mark)): unknown setting \"\(keyNode.string ?? "?")\"; expected one of \(Self.settings.map(\.key).joined(separator: ", "))")
             }
+            if key == "auth", case .mapping = valueNode {
+                auth = try AuthSection.parse(valueNode, path: path)
+                continue
+            }
             guard case .scalar(let scalar) = valueNode else {
                 throw ConfigError("\(path):\(Self.position(valueNode.mark)): \(key) takes a single value")
             }
@@ -227,18 +243,23 @@ public struct GatewayConfig: Sendable, Equatable {
         return "\(mark.line):\(mark.column)"
     }
 
-    /// Checks what single settings cannot: SPEC §8's loopback rule.
+    /// Checks what single settings cannot: SPEC §8's loopback rule, and that authentication,
+    /// when on, has some credential to accept.
     public func validate() throws(ConfigError) {
-        if !allowInsecureRemote {
+        if auth.enabled, auth.tokens.isEmpty, auth.jwt == nil {
+            throw ConfigError("auth is on but the auth: section has neither tokens nor jwt, so nothing could connect; add auth.tokens (meshgate auth hash-token TOKEN) or auth.jwt")
+        }
+        if !allowInsecureRemote, !auth.enabled {
             for (name, address) in [("http", http), ("tcp", tcp)] where !address.isLoopback {
                 throw ConfigError("--\(name) \(address) listens beyond loopback with authentication off; pass --allow-insecure-remote (MESHGATE_ALLOW_INSECURE_REMOTE=true) to accept that")
             }
         }
     }
 
-    /// Listen addresses beyond loopback (warned about when allowed).
+    /// Listen addresses beyond loopback served with authentication off (warned about when allowed).
     public var remoteListeners: [String] {
-        [("http", http), ("tcp", tcp)].filter { !$0.1.isLoopback }.map { "\($0.0)=\($0.1)" }
+        guard !auth.enabled else { return [] }
+        return [("http", http), ("tcp", tcp)].filter { !$0.1.isLoopback }.map { "\($0.0)=\($0.1)" }
     }
 
     /// The log's options for this configuration.

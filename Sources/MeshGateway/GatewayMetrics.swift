@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import MeshAuth
 import MeshConfig
 import MeshHTTP
 import MeshLog
@@ -24,7 +25,7 @@ public final class GatewayMetrics: Sendable {
 
     /// The text exposition: recorded instruments, then the families read now. One fresh registry
     /// per scrape for the derived ones, so a removed route or topic leaves no stale series.
-    func render(log: DurableLog, status: NodeStatus, routing: RoutingControl) -> [UInt8] {
+    func render(log: DurableLog, status: NodeStatus, routing: RoutingControl, access: AccessControl) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(16 << 10)
         registry.emit(into: &out)
@@ -34,9 +35,24 @@ public final class GatewayMetrics: Sendable {
         now.gauge("meshgate_ready", [], status.notReadyReason == nil ? 1 : 0)
         Self.collectTopics(log, into: now)
         Self.collectRouting(routing, into: now)
+        Self.collectAuth(access.metrics, into: now)
         Self.collectProcess(into: now)
         now.registry.emit(into: &out)
         return out
+    }
+
+    /// Refusals of authentication, ACL and rate: every label value appears (as 0 before the
+    /// first), so alerts need no `absent()`.
+    static func collectAuth(_ m: AuthMetrics, into r: ScrapeRegistry) {
+        let failures = m.failures
+        for reason in AuthFailure.Reason.allCases {
+            r.counter("meshgate_auth_failures_total", [("reason", reason.rawValue)], failures[reason] ?? 0)
+        }
+        let denials = m.denials
+        for operation in AccessDenied.Operation.allCases {
+            r.counter("meshgate_acl_denials_total", [("operation", operation.rawValue)], denials[operation] ?? 0)
+        }
+        r.counter("meshgate_rate_limited_total", [], m.rateLimitedCount)
     }
 
     static func collectTopics(_ log: DurableLog, into r: ScrapeRegistry) {

@@ -1,3 +1,4 @@
+import MeshAuth
 import MeshBroker
 import MeshCore
 import NIOCore
@@ -11,10 +12,12 @@ import NIOHTTP1
 /// for the write to complete, so a slow client slows its own stream and nothing piles up. With a
 /// group, the positions are committed once a batch has been flushed to the socket.
 enum EventStream {
-    static func start(pattern text: String, query: QueryParameters, headers: HTTPHeaders, core: ServerCore,
-                      context: ChannelHandlerContext) throws(Problem) {
+    static func start(pattern text: String, identity: Identity, credential: String, query: QueryParameters, headers: HTTPHeaders,
+                      core: ServerCore, context: ChannelHandlerContext) throws(Problem) {
         let pattern: TopicPattern
         do { pattern = try TopicPattern(text) } catch { throw .invalidPattern(error) }
+        let access = core.configuration.access
+        if let denied = access.checkSubscribe(identity, pattern) { throw .forbidden(denied) }
         let group = query["group"]
         if let group, group.isEmpty || group.utf8.count > 255 {
             throw .invalidRequest("query parameter \"group\" must be 1 to 255 bytes")
@@ -58,6 +61,7 @@ enum EventStream {
                 sub.close()
                 return
             }
+            if access.enabled { core.streams.add(LiveStreams.Entry(credential: credential, pattern: pattern, channel: channel)) }
             let beat = channel.eventLoop.scheduleRepeatedTask(initialDelay: heartbeat, delay: heartbeat) { _ in
                 channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: ": heartbeat\n\n"))), promise: nil)
             }

@@ -1,3 +1,4 @@
+import MeshAuth
 import MeshBroker
 import MeshCore
 import NIOCore
@@ -63,7 +64,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             switch state {
             case .collecting(let head, let route, let query, let body, _):
                 state = .waiting
-                dispatch(route, head: head, query: query, body: body, context: context)
+                admit(route, head: head, query: query, body: body, context: context)
             case .discarding(let answer?):
                 state = .waiting
                 respond(context: context, problem: answer)
@@ -146,17 +147,54 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     // MARK: Dispatch
 
-    private func dispatch(_ route: Route, head: HTTPRequestHead, query: Substring, body: ByteBuffer?, context: ChannelHandlerContext) {
+    /// Authenticates the request when its route needs it (a JWT is verified off the loop), checks
+    /// the admin flag, then dispatches with the identity. docs/security.md.
+    private func admit(_ route: Route, head: HTTPRequestHead, query: Substring, body: ByteBuffer?, context: ChannelHandlerContext) {
+        let access = core.configuration.access
+        let requirement = route.access
+        guard access.enabled, requirement != .open else {
+            return dispatch(route, identity: .anonymous, credential: "", head: head, query: query, body: body, context: context)
+        }
+        let credential = HTTPCredential.bearer(head.headers)
+        if let decided = access.authenticateNow(credential) {
+            return authenticated(decided, credential: credential, route, head: head, query: query, body: body, context: context)
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        Task {
+            let result = await access.authenticate(credential)
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.authenticated(result, credential: credential, route, head: head, query: query, body: body, context: context)
+            }
+        }
+    }
+
+    private func authenticated(_ result: Result<Identity, AuthFailure>, credential: String, _ route: Route, head: HTTPRequestHead,
+                               query: Substring, body: ByteBuffer?, context: ChannelHandlerContext) {
+        switch result {
+        case .failure(let failure):
+            respond(context: context, problem: .unauthorized(failure))
+        case .success(let identity):
+            if route.access == .admin, let denied = core.configuration.access.checkAdmin(identity, String(Router.split(head.uri).path)) {
+                respond(context: context, problem: .forbidden(denied))
+            } else {
+                dispatch(route, identity: identity, credential: credential, head: head, query: query, body: body, context: context)
+            }
+        }
+    }
+
+    private func dispatch(_ route: Route, identity: Identity, credential: String, head: HTTPRequestHead, query: Substring,
+                          body: ByteBuffer?, context: ChannelHandlerContext) {
         do throws(Problem) {
             switch route {
-            case .publish(let topic): try publish(topic: topic, head: head, body: body, context: context)
-            case .fetch(let topic): try fetch(topic: topic, query: QueryParameters(query), context: context)
+            case .publish(let topic): try publish(topic: topic, identity: identity, head: head, body: body, context: context)
+            case .fetch(let topic): try fetch(topic: topic, identity: identity, query: QueryParameters(query), context: context)
             case .stream(let pattern):
                 state = .streaming
-                try EventStream.start(pattern: pattern, query: QueryParameters(query), headers: head.headers,
-                                      core: core, context: context)
-            case .group(let name): groupView(name, context: context)
-            case .groupOffsets(let name): try commitOffsets(name, body: body, context: context)
+                try EventStream.start(pattern: pattern, identity: identity, credential: credential, query: QueryParameters(query),
+                                      headers: head.headers, core: core, context: context)
+            case .group(let name): try groupView(name, identity: identity, context: context)
+            case .groupOffsets(let name): try commitOffsets(name, identity: identity, body: body, context: context)
             case .status: respond(context: context, json: Admin.status(core.status))
             case .topics: respond(context: context, json: Admin.topics(core.broker))
             case .healthz: respond(context: context, json: Array(#"{"status":"ok"}"#.utf8))
@@ -197,7 +235,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
-    private func publish(topic name: String, head: HTTPRequestHead, body: ByteBuffer?, context: ChannelHandlerContext) throws(Problem) {
+    private func publish(topic name: String, identity: Identity, head: HTTPRequestHead, body: ByteBuffer?,
+                         context: ChannelHandlerContext) throws(Problem) {
         let topic: Topic
         do { topic = try Topic(name) } catch { throw .invalidTopic(error) }
         let bytes = body.map { Array($0.readableBytesView) } ?? []
@@ -217,6 +256,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             events = try CloudEventsHTTP.structuredEvents(topic: topic, body: bytes, batch: true)
             batch = true
         }
+        let access = core.configuration.access
+        if let denied = access.checkPublish(identity, events.lazy.map(\.topic)) { throw .forbidden(denied) }
+        if let limited = access.admitPublish(identity, count: events.count) { throw .rateLimited(limited) }
         core.inflight.add(1, ordering: .relaxed)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let core = self.core
@@ -243,9 +285,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
-    private func fetch(topic name: String, query: QueryParameters, context: ChannelHandlerContext) throws(Problem) {
+    private func fetch(topic name: String, identity: Identity, query: QueryParameters, context: ChannelHandlerContext) throws(Problem) {
         let topic: Topic
         do { topic = try Topic(name) } catch { throw .invalidTopic(error) }
+        if let denied = core.configuration.access.checkRead(identity, [topic]) { throw .forbidden(denied) }
         let partition = try query.int("partition", default: 0, range: 0...Int(Int32.max))
         let max = try query.int("max", default: 100, range: 1...core.configuration.maxFetchEvents)
         let wait = try query.int("wait_ms", default: 0, range: 0...core.configuration.maxFetchWaitMilliseconds)
@@ -283,12 +326,17 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
-    private func groupView(_ name: String, context: ChannelHandlerContext) {
+    /// A group's offsets are shown to an identity that may read every topic they name.
+    private func groupView(_ name: String, identity: Identity, context: ChannelHandlerContext) throws(Problem) {
+        let topics = core.broker.committed(group: name).compactMap { try? Topic($0.topic) }
+        if let denied = core.configuration.access.checkRead(identity, topics) { throw .forbidden(denied) }
         respond(context: context, json: Admin.group(name, broker: core.broker))
     }
 
-    private func commitOffsets(_ name: String, body: ByteBuffer?, context: ChannelHandlerContext) throws(Problem) {
+    private func commitOffsets(_ name: String, identity: Identity, body: ByteBuffer?, context: ChannelHandlerContext) throws(Problem) {
         let offsets = try Admin.parseOffsets(body.map { Array($0.readableBytesView) } ?? [])
+        let topics = offsets.compactMap { try? Topic($0.topic) }
+        if let denied = core.configuration.access.checkRead(identity, topics) { throw .forbidden(denied) }
         let broker = core.broker
         respondLater(context: context) { () async throws(Problem) -> [UInt8] in
             do throws(BrokerError) { try await broker.commit(group: name, offsets) } catch { throw Problem(error) }
@@ -322,6 +370,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         var extra: [(String, String)] = []
         if let s = problem.retryAfterSeconds { extra.append(("retry-after", String(s))) }
         if !problem.allow.isEmpty { extra.append(("allow", problem.allow.map(\.rawValue).joined(separator: ", "))) }
+        if let challenge = problem.challenge { extra.append(("www-authenticate", challenge)) }
         respond(context: context, status: problem.status, contentType: "application/problem+json", body: problem.body, extraHeaders: extra)
     }
 

@@ -1,4 +1,5 @@
 import Logging
+import MeshAuth
 import MeshBroker
 import NIOCore
 import NIOHTTP1
@@ -27,6 +28,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var openAPIDocument: String = OpenAPIDocument.yaml
     /// Routes and connectors for the admin API; without one those endpoints report routing off.
     public var admin: (any AdminSource)?
+    /// Who may do what (docs/security.md); disabled lets every request through.
+    public var access: AccessControl = .disabled
 
     public init() {}
 }
@@ -104,6 +107,8 @@ final class ServerCore: Sendable {
     let inflight = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Open Server-Sent Events streams, re-checked when the access configuration is reloaded.
+    let streams = LiveStreams()
     private let inboxes = Mutex<[ObjectIdentifier: LoopInbox]>([:])
 
     init(broker: Broker, configuration: HTTPServerConfiguration, status: NodeStatus, logger: Logger) {
@@ -112,6 +117,8 @@ final class ServerCore: Sendable {
         self.status = status
         self.logger = logger
         openAPIBytes = Array(configuration.openAPIDocument.utf8)
+        let streams = self.streams, access = configuration.access
+        if access.enabled { access.onReload { streams.recheck(access) } }
     }
 
     /// The inbox of an event loop, made on first use (there is one per loop of the group).

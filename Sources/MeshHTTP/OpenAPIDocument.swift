@@ -19,6 +19,11 @@ info:
     identifier: Apache-2.0
 servers:
   - url: http://127.0.0.1:8080
+# With authentication on (docs/security.md) every operation but the probes and this document
+# needs a bearer token or JWT; with it off, none does.
+security:
+  - bearer: []
+  - {}
 paths:
   /v1/publish/{topic}:
     post:
@@ -88,7 +93,7 @@ paths:
         '400': {$ref: '#/components/responses/Problem'}
         '413': {$ref: '#/components/responses/Problem'}
         '429':
-          description: Overloaded; retry after the given seconds.
+          description: Overloaded (`overloaded`) or over the identity's publish rate (`rate_limited`); retry after the given seconds.
           headers:
             Retry-After:
               schema: {type: integer}
@@ -96,6 +101,8 @@ paths:
             application/problem+json:
               schema: {$ref: '#/components/schemas/Problem'}
         '503': {$ref: '#/components/responses/Problem'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/stream/{pattern}:
     get:
       operationId: stream
@@ -129,6 +136,8 @@ paths:
             text/event-stream:
               schema: {type: string}
         '400': {$ref: '#/components/responses/Problem'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/fetch/{topic}:
     get:
       operationId: fetch
@@ -164,6 +173,8 @@ paths:
                   next_offset: {type: integer}
         '400': {$ref: '#/components/responses/Problem'}
         '404': {$ref: '#/components/responses/Problem'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/groups/{group}:
     get:
       operationId: getGroup
@@ -176,6 +187,8 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Group'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/groups/{group}/offsets:
     post:
       operationId: commitOffsets
@@ -200,6 +213,8 @@ paths:
             application/json:
               schema: {$ref: '#/components/schemas/Group'}
         '400': {$ref: '#/components/responses/Problem'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/status:
     get:
       operationId: status
@@ -228,6 +243,8 @@ paths:
                         address: {type: string}
                         host: {type: string}
                         port: {type: integer}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/topics:
     get:
       operationId: topics
@@ -260,6 +277,8 @@ paths:
                               partition: {type: integer}
                               start_offset: {type: integer}
                               end_offset: {type: integer}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/routes:
     get:
       operationId: routes
@@ -301,6 +320,8 @@ paths:
                               destination: {type: string}
                               group: {type: string, description: The consumer group holding this destination's cursor.}
                               dead_letter: {type: string}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/routes/reload:
     post:
       operationId: reloadRoutes
@@ -321,6 +342,8 @@ paths:
                   kept: {type: array, items: {type: string}}
         '422': {$ref: '#/components/responses/Problem'}
         '503': {$ref: '#/components/responses/Problem'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /v1/connectors:
     get:
       operationId: connectors
@@ -367,9 +390,12 @@ paths:
                         filter_errors: {type: integer}
                         last_error: {type: string}
                         last_status: {type: integer}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
   /healthz:
     get:
       operationId: healthz
+      security: [{}]
       summary: The process is alive.
       responses:
         '200':
@@ -383,6 +409,7 @@ paths:
   /readyz:
     get:
       operationId: readyz
+      security: [{}]
       summary: Storage open, routes loaded and listeners up.
       responses:
         '200':
@@ -397,6 +424,7 @@ paths:
   /v1/openapi.yaml:
     get:
       operationId: openapi
+      security: [{}]
       summary: This document.
       responses:
         '200':
@@ -417,9 +445,29 @@ components:
       in: path
       required: true
       schema: {type: string}
+  securitySchemes:
+    bearer:
+      type: http
+      scheme: bearer
+      bearerFormat: a static token (stored hashed in meshgate.yaml) or a JWT (HS256, ES256 or RS256)
+      description: Required when authentication is on; see docs/security.md.
   responses:
     Problem:
       description: An RFC 9457 problem.
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    Unauthorized:
+      description: No credential, or one that was refused (code `auth.unauthorized`).
+      headers:
+        WWW-Authenticate:
+          description: 'RFC 6750 challenge, e.g. `Bearer realm="meshgate", error="invalid_token"`.'
+          schema: {type: string}
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    Forbidden:
+      description: The identity's ACL does not allow this topic, pattern or admin endpoint (code `auth.forbidden`); the detail names it.
       content:
         application/problem+json:
           schema: {$ref: '#/components/schemas/Problem'}

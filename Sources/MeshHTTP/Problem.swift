@@ -1,3 +1,4 @@
+import MeshAuth
 import MeshBroker
 import MeshCore
 import NIOHTTP1
@@ -15,6 +16,8 @@ public struct Problem: Error, Sendable, Equatable {
     public let retryAfterSeconds: Int?
     /// Sent in `Allow` with a 405.
     public let allow: [HTTPMethod]
+    /// Sent in `WWW-Authenticate` with a 401.
+    public var challenge: String?
 
     public init(code: String, status: HTTPResponseStatus, title: String, detail: String,
                 retryAfterSeconds: Int? = nil, allow: [HTTPMethod] = []) {
@@ -91,6 +94,25 @@ public struct Problem: Error, Sendable, Equatable {
     static func routesRejected(_ errors: [String]) -> Problem {
         Problem(code: "routes.invalid", status: .unprocessableEntity, title: "Route files rejected",
                 detail: "the running routes are kept; \(errors.count) error(s): " + errors.joined(separator: "; "))
+    }
+
+    /// 401: no credential, or one that was refused. RFC 6750's challenge goes with it.
+    static func unauthorized(_ f: AuthFailure) -> Problem {
+        var p = Problem(code: "auth.unauthorized", status: .unauthorized, title: "Unauthorized", detail: f.message)
+        p.challenge = f.reason == .missing ? #"Bearer realm="meshgate""#
+            : #"Bearer realm="meshgate", error="invalid_token", error_description=""# + f.message.replacingOccurrences(of: "\"", with: "'") + "\""
+        return p
+    }
+
+    /// 403: the identity's ACL does not allow this; the detail names the topic or pattern.
+    static func forbidden(_ d: AccessDenied) -> Problem {
+        Problem(code: "auth.forbidden", status: .forbidden, title: "Forbidden", detail: d.description)
+    }
+
+    /// 429: the identity's publish rate is spent.
+    static func rateLimited(_ r: RateLimited) -> Problem {
+        Problem(code: "rate_limited", status: .tooManyRequests, title: "Rate limited", detail: r.description,
+                retryAfterSeconds: max(1, (r.retryAfterMilliseconds + 999) / 1000))
     }
 
     static func internalError(_ detail: String) -> Problem {

@@ -275,10 +275,7 @@ final class PairWorker: Sendable {
             if !retryable || (policy.attempts.map { attempt >= $0 } ?? false) || (policy.maxElapsed.map { elapsed >= $0 } ?? false) {
                 return .gaveUp
             }
-            var wait = policy.ceiling(afterAttempt: attempt)
-            if policy.jitter { wait = .nanoseconds(Int64.random(in: 0...max(0, wait.nanoseconds))) }
-            if policy.respectRetryAfter, let after = failure.retryAfter, after > wait { wait = after }
-            do { try await Task.sleep(for: wait) } catch { return .cancelled }
+            do { try await Task.sleep(for: policy.wait(afterAttempt: attempt, retryAfter: failure.retryAfter)) } catch { return .cancelled }
         }
     }
 
@@ -319,9 +316,7 @@ final class PairWorker: Sendable {
                 // event in the log and this pair waits, loudly, rather than dropping it.
                 logger.error("\(group) cannot deliver \(item.original.id) and has no dead_letter: \(failure.message); retrying")
             }
-            var wait = policy.ceiling(afterAttempt: attempt)
-            if policy.jitter { wait = .nanoseconds(Int64.random(in: 0...max(0, wait.nanoseconds))) }
-            if policy.respectRetryAfter, let after = failure.retryAfter, after > wait { wait = after }
+            var wait = policy.wait(afterAttempt: attempt, retryAfter: failure.retryAfter)
             if let maxElapsed = policy.maxElapsed, spec.deadLetter != nil {
                 let left = maxElapsed - elapsed
                 if wait > left { wait = max(left, .zero) }

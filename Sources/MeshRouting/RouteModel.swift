@@ -122,6 +122,20 @@ public struct DeliveryPolicy: Hashable, Sendable {
         let scaled = backoff * (1 << shift)
         return scaled > maxBackoff ? maxBackoff : scaled
     }
+
+    /// The wait before attempt `n + 1`: the ceiling, or with jitter a uniform draw from zero to
+    /// it; a longer `Retry-After` from the destination wins when the policy respects it.
+    public func wait(afterAttempt n: Int, retryAfter: Duration? = nil, using random: inout some RandomNumberGenerator) -> Duration {
+        var wait = ceiling(afterAttempt: n)
+        if jitter { wait = .nanoseconds(Int64.random(in: 0...max(0, wait.nanoseconds), using: &random)) }
+        if respectRetryAfter, let retryAfter, retryAfter > wait { wait = retryAfter }
+        return wait
+    }
+
+    public func wait(afterAttempt n: Int, retryAfter: Duration? = nil) -> Duration {
+        var random = SystemRandomNumberGenerator()
+        return wait(afterAttempt: n, retryAfter: retryAfter, using: &random)
+    }
 }
 
 /// Attribute changes applied to each event before it reaches a destination.

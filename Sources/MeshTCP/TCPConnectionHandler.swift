@@ -1,4 +1,5 @@
 import Logging
+import MeshAuth
 import MeshBroker
 import MeshCore
 import MeshLog
@@ -31,6 +32,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     private final class OpenSubscription {
         let id: UInt32
         let broker: MeshBroker.Subscription
+        let pattern: TopicPattern
         let group: String?
         let ackMode: AckMode
         var pulling = false
@@ -41,9 +43,10 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
         var written: [MeshBroker.TopicPartition: Int64] = [:]
         var committing = false
 
-        init(id: UInt32, broker: MeshBroker.Subscription, group: String?, ackMode: AckMode) {
+        init(id: UInt32, broker: MeshBroker.Subscription, pattern: TopicPattern, group: String?, ackMode: AckMode) {
             self.id = id
             self.broker = broker
+            self.pattern = pattern
             self.group = group
             self.ackMode = ackMode
         }
@@ -67,6 +70,10 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     private let completions = CompletionMailbox()
     /// EVENT frames written on this connection, for status and tests.
     private(set) var eventsWritten = 0
+    /// Who HELLO's token says this is; everything is allowed while authentication is off.
+    private var identity = Identity.anonymous
+    /// The token HELLO presented, authenticated again after each reload.
+    private var credential: String?
 
     init(broker: Broker, configuration: TCPServer.Configuration, logger: Logger, registry: ConnectionRegistry) {
         self.broker = broker
@@ -189,6 +196,10 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                 authenticate(hello)
             case .publish(let requestID, let events):
                 let completions = self.completions
+                if let refused = admitPublish(events) {
+                    completions.post(requestID, .failure(refused))
+                    break
+                }
                 if let hello = machine.hello, hello.bridge {
                     guard let ingress = configuration.bridgeIngress else {
                         completions.post(requestID, .failure(WireError(.forbidden, "this site does not accept bridges")))
@@ -210,7 +221,8 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                 commit(id, group: group, topic: topic, partition: partition, offset: offset)
             case .unsubscribe(let id):
                 endSubscription(id)
-            case .close:
+            case .close(let error):
+                if error?.code == .authenticationFailed, machine.hello?.token == nil { configuration.access.noteMissingCredential() }
                 close()
             }
         }
@@ -232,25 +244,81 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    // MARK: Access (docs/security.md)
+
     private func authenticate(_ hello: Hello) {
-        guard let bound, let check = configuration.authenticate, let token = hello.token else {
-            run(machine.authenticationFailed("no credentials are accepted by this server"))
+        guard let bound, let token = hello.token else {
+            run(machine.authenticationFailed("this server requires a token in HELLO"))
             return
         }
+        let access = configuration.access
         Task {
-            let ok = await check(token)
+            let result = await access.authenticate(token)
             bound.eventLoop.execute {
                 let handler = bound.value
-                handler.run(ok ? handler.machine.authenticationSucceeded() : handler.machine.authenticationFailed("the token was refused"))
+                switch result {
+                case .success(let identity):
+                    handler.identity = identity
+                    handler.credential = token
+                    handler.run(handler.machine.authenticationSucceeded())
+                case .failure(let failure):
+                    handler.run(handler.machine.authenticationFailed(failure.message))
+                }
                 handler.flush()
             }
         }
+    }
+
+    /// The publish ACL (for a bridge too: its events are checked against the remote site's
+    /// identity) and the identity's publish rate; nil when the events may go on.
+    private func admitPublish(_ events: [Event]) -> WireError? {
+        let access = configuration.access
+        if let denied = access.checkPublish(identity, events.lazy.map(\.topic)) {
+            return WireError(.forbidden, denied.description)
+        }
+        if let limited = access.admitPublish(identity, count: events.count) {
+            return WireError(.overloaded, limited.description, retryAfterMilliseconds: UInt32(clamping: limited.retryAfterMilliseconds))
+        }
+        return nil
+    }
+
+    /// After a reload: the token is authenticated again; a refused one closes the connection,
+    /// and subscriptions the new identity may not hold end with `forbidden`.
+    func recheckAccess() {
+        guard let credential, let bound, !machine.isClosed else { return }
+        let access = configuration.access
+        Task {
+            let result = await access.authenticate(credential, record: false)
+            bound.eventLoop.execute { bound.value.accessRechecked(result) }
+        }
+    }
+
+    private func accessRechecked(_ result: Result<Identity, AuthFailure>) {
+        guard !machine.isClosed, !closing else { return }
+        switch result {
+        case .failure(let failure):
+            logger.info("closing a connection of \(identity.name): \(failure.message)")
+            run(machine.credentialsRevoked("the connection's credential is no longer accepted: \(failure.message)"))
+        case .success(let identity):
+            self.identity = identity
+            for id in subscriptions.keys.sorted() {
+                guard let open = subscriptions[id], let denied = configuration.access.checkSubscribe(identity, open.pattern) else { continue }
+                subscriptions[id] = nil
+                open.broker.close()
+                run(machine.subscriptionEnded(subscriptionID: id, error: WireError(.forbidden, denied.description)))
+            }
+        }
+        flush()
     }
 
     // MARK: Subscriptions
 
     private func subscribe(_ request: Subscribe) {
         guard let bound else { return }
+        if let denied = configuration.access.checkSubscribe(identity, request.pattern) {
+            run(machine.subscribeCompleted(subscriptionID: request.subscriptionID, result: .failure(WireError(.forbidden, denied.description))))
+            return
+        }
         let broker = self.broker
         let start: MeshBroker.StartPosition = switch request.start {
         case .earliest: .earliest
@@ -271,7 +339,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
             return
         }
         let id = request.subscriptionID
-        subscriptions[id] = OpenSubscription(id: id, broker: sub, group: request.group, ackMode: request.ackMode)
+        subscriptions[id] = OpenSubscription(id: id, broker: sub, pattern: request.pattern, group: request.group, ackMode: request.ackMode)
         run(machine.subscribeCompleted(subscriptionID: id, result: .success(())))
         guard subscriptions[id]?.broker === sub else { return flush() }
         if request.group != nil, let bound {

@@ -1,4 +1,5 @@
 import Logging
+import MeshAuth
 import MeshBroker
 import MeshWire
 import NIOCore
@@ -16,8 +17,9 @@ public final class TCPServer: Sendable {
         /// The protocol limits (frame size, heartbeats, in-flight publishes, ...). An empty node
         /// name is replaced by the broker's.
         public var connection: ServerConnectionStateMachine.Configuration
-        /// Checks a HELLO token when `connection.requiresAuthentication` is set; nil refuses all.
-        public var authenticate: (@Sendable (_ token: String) async -> Bool)?
+        /// Who may connect and what each identity may publish and subscribe (docs/security.md).
+        /// When enabled, HELLO must carry a token (`connection.requiresAuthentication` is set).
+        public var access: AccessControl
         /// How long `shutdown()` waits for clients to finish before closing their connections.
         public var shutdownGracePeriod: Duration
         /// A connection whose unsent output passes this many bytes stops pulling events and stops
@@ -30,13 +32,13 @@ public final class TCPServer: Sendable {
 
         public init(
             connection: ServerConnectionStateMachine.Configuration = .init(nodeName: ""),
-            authenticate: (@Sendable (String) async -> Bool)? = nil,
+            access: AccessControl = .disabled,
             shutdownGracePeriod: Duration = .seconds(5),
             writeBufferHighWaterMark: Int = 1 << 20,
             ingress: String = "tcp"
         ) {
             self.connection = connection
-            self.authenticate = authenticate
+            self.access = access
             self.shutdownGracePeriod = shutdownGracePeriod
             self.writeBufferHighWaterMark = writeBufferHighWaterMark
             self.ingress = ingress
@@ -54,10 +56,15 @@ public final class TCPServer: Sendable {
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         var configuration = configuration
         if configuration.connection.nodeName.isEmpty { configuration.connection.nodeName = broker.options.node }
+        if configuration.access.enabled { configuration.connection.requiresAuthentication = true }
         self.broker = broker
         self.configuration = configuration
         self.logger = logger
         self.group = eventLoopGroup
+        if configuration.access.enabled {
+            let connections = self.connections
+            configuration.access.onReload { for c in connections.all() { c.recheckAccess() } }
+        }
     }
 
     /// The bound port while listening.
@@ -122,6 +129,11 @@ final class ConnectionRegistry: Sendable {
         func shutdown() {
             let handler = self.handler
             channel.eventLoop.execute { handler.value.shutdown() }
+        }
+
+        func recheckAccess() {
+            let handler = self.handler
+            channel.eventLoop.execute { handler.value.recheckAccess() }
         }
     }
 

@@ -162,6 +162,13 @@ public struct ServerConnectionStateMachine: Sendable {
         return noteSends(fail(WireError(.authenticationFailed, reason, inReplyTo: .hello)))
     }
 
+    /// The connection's credential stopped being valid (a reload removed the token, or the JWT
+    /// expired): an `authenticationFailed` error, then the connection closes.
+    public mutating func credentialsRevoked(_ reason: String) -> [Action] {
+        guard state != .closed else { return [] }
+        return noteSends(fail(WireError(.authenticationFailed, reason)))
+    }
+
     /// The outcome of a `.publish` action. Receipts must be one per event, in order.
     public mutating func publishCompleted(requestID: UInt32, result: Result<[PublishReceipt], WireError>) -> [Action] {
         guard state != .closed, let request = inFlight.removeValue(forKey: requestID) else { return [] }

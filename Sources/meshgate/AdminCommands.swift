@@ -6,13 +6,17 @@ import MeshHTTP
 struct AdminServerOption: ParsableArguments {
     @Option(help: "The gateway's HTTP address (env MESHGATE_SERVER).")
     var server: String = ProcessInfo.processInfo.environment["MESHGATE_SERVER"] ?? "http://127.0.0.1:8080"
+    @Option(help: "A bearer token or JWT of an admin identity (default: $MESHGATE_TOKEN).")
+    var token: String?
 
     /// GETs `path` and returns the JSON body; exit 1 when the server cannot be reached or refuses.
     func get(_ path: String) async throws -> Any {
         let client: AdminClient
         do { client = try AdminClient(url: server) } catch { throw UsageFailure(message: "--server: \(error)") }
         let response: AdminClient.Response
-        do { response = try await client.request(.GET, path) } catch {
+        let credential = token ?? ProcessInfo.processInfo.environment["MESHGATE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        let headers = credential.map { [("authorization", "Bearer \($0)")] } ?? []
+        do { response = try await client.request(.GET, path, headers: headers) } catch {
             FileHandle.standardError.write(Data("meshgate: cannot reach \(server): \(error)\n".utf8))
             throw ExitCode(1)
         }

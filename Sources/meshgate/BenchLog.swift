@@ -5,7 +5,7 @@ import MeshCore
 import MeshLog
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Load generators and benchmarks.", subcommands: [BenchLog.self, BenchRoutes.self, BenchPublish.self, BenchMQTT.self, BenchWebhook.self])
+    static let configuration = CommandConfiguration(abstract: "Load generators and benchmarks.", subcommands: [BenchLog.self, BenchRoutes.self, BenchPublish.self, BenchMQTT.self, BenchWebhook.self, BenchCompare.self])
 }
 
 /// `meshgate bench log`: appends/s and MB/s of the built-in log under each durability mode, read

@@ -21,6 +21,7 @@ struct BenchMQTT: AsyncParsableCommand {
     @Option(help: "Durability of the log topics: always (fsync before the PUBACK), interval or none.") var fsync = "always"
     @Option(help: "Egress deliveries in flight.") var inFlight = 256
     @Option(help: "Scratch directory (deleted afterwards).") var dir = "./.bench-mqtt"
+    @Option(help: "Also write the figures as JSON to this file.") var json: String?
 
     func run() async throws {
         try? FileManager.default.removeItem(atPath: dir)
@@ -123,6 +124,17 @@ struct BenchMQTT: AsyncParsableCommand {
         print("|---|---|---|---|")
         print("| ingress, QoS 1 flood → log (durable before PUBACK) vs mosquitto_sub on the same flood | \(fmt(meshRate)) msg/s (\(meshLast.count) stored) | \(fmt(subRate)) msg/s (\(subCount) received) | \(String(format: "%.2f", meshRate / subRate)) |")
         print("| egress, log → broker (each PUBACKed) vs mosquitto_pub -l, as received by mosquitto_sub | \(fmt(egressRate)) msg/s (\(egressCount) received) | \(fmt(pubAloneRate)) msg/s (\(pubAloneCount) received) | \(String(format: "%.2f", egressRate / pubAloneRate)) |")
+        if let json {
+            let figures: [String: Double] = [
+                "messages": Double(messages), "size": Double(size),
+                "ingress_meshgate_per_s": meshRate, "ingress_meshgate_stored": Double(meshLast.count),
+                "ingress_mosquitto_sub_per_s": subRate, "ingress_mosquitto_sub_received": Double(subCount),
+                "egress_meshgate_per_s": egressRate, "egress_meshgate_received": Double(egressCount),
+                "egress_mosquitto_pub_per_s": pubAloneRate, "egress_mosquitto_pub_received": Double(pubAloneCount),
+            ]
+            try JSONSerialization.data(withJSONObject: figures.mapValues { $0.isFinite ? $0 : 0 }, options: [.sortedKeys])
+                .write(to: URL(fileURLWithPath: json))
+        }
     }
 
     private func progress(_ text: String) {

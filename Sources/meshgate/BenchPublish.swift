@@ -1,7 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
-import Histogram
+import MeshBench
 import MeshClient
 import NIOCore
 import NIOHTTP1
@@ -24,11 +24,16 @@ struct BenchPublish: AsyncParsableCommand {
     @Option(help: "Offered rate in events/s over all connections, e.g. 20000 or 20000/s; flat out when left out.") var rate: String?
     @Flag(help: "Measure publish → subscriber latency at the offered rate (default 20000/s).") var latency = false
     @Flag(help: "Send every publish as its own PUBLISH frame (no client-side merging into batches).") var noMerge = false
+    @Option(help: "Spread the events over this many topics, TOPIC/0 … TOPIC/N-1 (TCP throughput only).") var topics = 1
+    @Option(help: "Also write the figures as JSON to this file.") var json: String?
+    @Option(name: .customLong("subscribers"), help: "Subscribers in --latency mode, each on its own connection (fan-out).") var subscribers_ = 1
 
     func run() async throws {
         let rate = try parseRate()
         guard size >= 8 || !latency else { throw ValidationError("--latency needs --size of at least 8 (the send time)") }
-        guard connections >= 1, depth >= 1, duration > 0 else { throw ValidationError("--connections, --depth and --duration must be positive") }
+        guard connections >= 1, depth >= 1, duration > 0, topics >= 1, subscribers_ >= 1 else {
+            throw ValidationError("--connections, --depth, --duration, --topics and --subscribers must be positive")
+        }
         let stats: Stats
         if let http {
             guard !latency else { throw ValidationError("--latency is measured over TCP") }
@@ -39,6 +44,7 @@ struct BenchPublish: AsyncParsableCommand {
             stats = try await runTCP(rate: rate)
         }
         stats.report(mode: latency ? "publish → subscriber latency" : "publish → ack latency", size: size)
+        if let json { try stats.summary(size: size).write(to: json) }
         if stats.failed > 0 { throw ExitCode(1) }
     }
 
@@ -73,6 +79,7 @@ struct BenchPublish: AsyncParsableCommand {
         let clients = try await connect()
         let stats = Stats(seconds: duration)
         let topic = try Topic(self.topic)
+        let spread = topics > 1 ? try (0..<topics).map { try Topic("\(self.topic)/\($0)") } : [topic]
         let progress = stats.startProgress()
         let start = DispatchTime.now().uptimeNanoseconds
         if let rate {
@@ -96,8 +103,14 @@ struct BenchPublish: AsyncParsableCommand {
                 try await Task.sleep(for: .microseconds(200))
             }
         } else {
-            for client in clients {
-                for _ in 0..<depth { Self.keepPublishing(client, topic: topic, size: size, stats: stats) }
+            // One recorder per connection: its callbacks run on that connection's event loop.
+            let shards = clients.map { _ in stats.shard() }
+            var n = 0
+            for (i, client) in clients.enumerated() {
+                for _ in 0..<depth {
+                    Self.keepPublishing(client, topics: spread, next: n, size: size, stats: stats, shard: shards[i])
+                    n += 1
+                }
             }
             try await Task.sleep(for: .seconds(duration))
         }
@@ -108,13 +121,16 @@ struct BenchPublish: AsyncParsableCommand {
         return stats
     }
 
-    private static func keepPublishing(_ client: MeshClient, topic: Topic, size: Int, stats: Stats) {
+    /// Keeps one publish in flight; with several topics each slot walks through them in turn.
+    private static func keepPublishing(_ client: MeshClient, topics: [Topic], next: Int, size: Int, stats: Stats, shard: LoadShard) {
         let sent = DispatchTime.now().uptimeNanoseconds
         stats.sent()
+        let topic = topics[next % topics.count]
         client.publish(Event(topic: topic, source: "bench", type: "bench", data: [UInt8](repeating: 0x78, count: size))) { result in
-            stats.record(result.isSuccess, since: sent)
+            shard.record(result.isSuccess, since: sent)
+            stats.answered()
             if result.isSuccess, !stats.isFinished {
-                keepPublishing(client, topic: topic, size: size, stats: stats)
+                keepPublishing(client, topics: topics, next: next &+ 997, size: size, stats: stats, shard: shard)
             }
         }
     }
@@ -124,20 +140,28 @@ struct BenchPublish: AsyncParsableCommand {
     private func runLatency(rate: Double) async throws -> Stats {
         let clients = try await connect()
         let topic = try Topic(self.topic)
-        let subscriber = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-bench/subscriber")
-        let subscription = try await subscriber.subscribe(TopicPattern(self.topic), from: .latest, window: 4096)
         let stats = Stats(seconds: duration)
         let expected = Int(rate * duration)
-        let reader = Task {
-            var received = 0
-            for try await delivery in subscription {
-                let now = DispatchTime.now().uptimeNanoseconds
-                guard delivery.event.data.count >= 8 else { continue }
-                let sentAt = delivery.event.data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
-                stats.recordLatency(now &- sentAt)
-                received += 1
-                if received >= expected { break }
-            }
+        // Each subscriber on its own connection; every one of them sees every event.
+        var subscribers: [MeshClient] = []
+        var readers: [Task<Void, any Error>] = []
+        var subscriptions: [MeshSubscription] = []
+        for i in 0..<subscribers_ {
+            let subscriber = try await MeshClient.connect(host: server.host, port: server.port, name: "meshgate-bench/subscriber-\(i)")
+            let subscription = try await subscriber.subscribe(TopicPattern(self.topic), from: .latest, window: 4096)
+            subscribers.append(subscriber)
+            subscriptions.append(subscription)
+            readers.append(Task {
+                var received = 0
+                for try await delivery in subscription {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    guard delivery.event.data.count >= 8 else { continue }
+                    let sentAt = delivery.event.data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
+                    stats.recordLatency(now &- sentAt)
+                    received += 1
+                    if received >= expected { break }
+                }
+            })
         }
         let progress = stats.startProgress()
         let interval = 1e9 / rate
@@ -156,14 +180,14 @@ struct BenchPublish: AsyncParsableCommand {
         }
         // Wait for the stragglers, but not forever.
         let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
-        while stats.latencyCount < expected, DispatchTime.now().uptimeNanoseconds < deadline {
+        while stats.latencyCount < expected * subscribers_, DispatchTime.now().uptimeNanoseconds < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        reader.cancel()
+        for reader in readers { reader.cancel() }
         stats.finish()
         progress.cancel()
-        subscription.cancel()
-        await subscriber.close()
+        for subscription in subscriptions { subscription.cancel() }
+        for subscriber in subscribers { await subscriber.close() }
         for client in clients { await client.close() }
         return stats
     }
@@ -251,111 +275,7 @@ final class HTTPLoadHandler: ChannelInboundHandler {
     }
 }
 
-/// Counters and the latency histogram, shared by every connection's event loop.
-final class Stats: Sendable {
-    private struct State {
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
-        var ok = 0
-        var failed = 0
-        var inFlight = 0
-        var latencies = 0
-        var finishedAt: UInt64?
-    }
-
-    private let state = Mutex(State())
-    let seconds: Double
-    let startedAt = DispatchTime.now().uptimeNanoseconds
-
-    init(seconds: Double) { self.seconds = seconds }
-
-    var isFinished: Bool { state.withLock { $0.finishedAt != nil } }
-    var latencyCount: Int { state.withLock { $0.latencies } }
-    var failed: Int { state.withLock { $0.failed } }
-
-    func sent() { state.withLock { $0.inFlight += 1 } }
-
-    /// A publish answered; latency from `since` (nanoseconds, uptime clock) to now.
-    func record(_ ok: Bool, since: UInt64) {
-        let now = DispatchTime.now().uptimeNanoseconds
-        state.withLock { s in
-            s.inFlight -= 1
-            guard s.finishedAt == nil else { return }
-            if ok {
-                s.ok += 1
-                _ = s.histogram.record(now &- since)
-            } else {
-                s.failed += 1
-            }
-        }
-    }
-
-    /// Publish answered in latency mode (the latency is measured at the subscriber).
-    func acknowledged(_ ok: Bool) {
-        state.withLock { s in if ok { s.ok += 1 } else { s.failed += 1 } }
-    }
-
-    func recordLatency(_ nanoseconds: UInt64) {
-        state.withLock { s in
-            s.latencies += 1
-            _ = s.histogram.record(nanoseconds)
-        }
-    }
-
-    func finish() {
-        state.withLock { s in if s.finishedAt == nil { s.finishedAt = DispatchTime.now().uptimeNanoseconds } }
-    }
-
-    /// Waits for what is still in flight to be answered (not counted).
-    func drain(timeout: Double) async {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
-        while state.withLock({ $0.inFlight > 0 }), DispatchTime.now().uptimeNanoseconds < deadline {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
-    func startProgress() -> Task<Void, Never> {
-        Task {
-            var last = 0
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                let (ok, failed, p99) = state.withLock { ($0.ok, $0.failed, $0.histogram.valueAtPercentile(99)) }
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - startedAt) / 1e9
-                FileHandle.standardError.write(Data(String(
-                    format: "\r\u{1B}[K%5.1fs  %@ ok  %@/s now  %d failed  p99 %@", elapsed, fmtCount(ok), fmtCount(ok - last), failed,
-                    fmtNanos(p99)).utf8))
-                last = ok
-            }
-        }
-    }
-
-    func report(mode: String, size: Int) {
-        let s = state.withLock { $0 }
-        let elapsed = Double((s.finishedAt ?? DispatchTime.now().uptimeNanoseconds) - startedAt) / 1e9
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
-        print("events acknowledged: \(s.ok) in \(String(format: "%.2f", elapsed)) s = \(fmtCount(Int(Double(s.ok) / elapsed)))/s"
-            + " (\(String(format: "%.1f", Double(s.ok * size) / elapsed / 1e6)) MB/s of data), failed: \(s.failed)")
-        let h = s.histogram
-        print("\(mode) (\(h.totalCount) samples): p50 \(fmtNanos(h.valueAtPercentile(50)))  p90 \(fmtNanos(h.valueAtPercentile(90)))"
-            + "  p99 \(fmtNanos(h.valueAtPercentile(99)))  p99.9 \(fmtNanos(h.valueAtPercentile(99.9)))  max \(fmtNanos(h.max))")
-    }
-}
-
-private func fmtCount(_ n: Int) -> String {
-    let digits = String(n)
-    var out = ""
-    for (i, c) in digits.reversed().enumerated() {
-        if i > 0, i % 3 == 0, c != "-" { out.append(",") }
-        out.append(c)
-    }
-    return String(out.reversed())
-}
-
-private func fmtNanos(_ ns: UInt64) -> String {
-    if ns < 1_000 { return "\(ns) ns" }
-    if ns < 1_000_000 { return String(format: "%.0f µs", Double(ns) / 1e3) }
-    if ns < 1_000_000_000 { return String(format: "%.2f ms", Double(ns) / 1e6) }
-    return String(format: "%.2f s", Double(ns) / 1e9)
-}
+typealias Stats = LoadStats
 
 extension Result {
     var isSuccess: Bool { if case .success = self { true } else { false } }

@@ -21,6 +21,7 @@ struct BenchWebhook: AsyncParsableCommand {
     @Option(help: "libcurl threads of the connector.") var curlThreads = 1
     @Option(help: "Scratch directory for the route scenario (deleted afterwards).") var dir = "./.bench-webhook"
     @Flag(help: "Shorter runs.") var quick = false
+    @Option(help: "Also write the figures as JSON to this file.") var json: String?
     @Option(help: .hidden) var serveReceiver: Int?
 
     func run() async throws {
@@ -64,6 +65,17 @@ struct BenchWebhook: AsyncParsableCommand {
         let added = zip(percentiles(latency.samples), percentiles(baseline)).map { max(0, $0 - $1) }
         print("| added by the connector (difference) | " + added.map { String($0) }.joined(separator: " | ") + " |")
         let p99 = Double(added[2]) / 1000
+        if let json {
+            let latencyPercentiles = percentiles(latency.samples)
+            let figures: [String: Double] = [
+                "wrk_per_s": wrk, "connector_per_s": direct, "route_per_s": route, "batch_per_s": batched,
+                "latency_rate": Double(rate), "latency_p50_us": Double(latencyPercentiles[0]), "latency_p99_us": Double(latencyPercentiles[2]),
+                "added_p50_us": Double(added[0]), "added_p99_us": Double(added[2]), "latency_errors": Double(latency.errors),
+                "connections": Double(connections),
+            ]
+            try JSONSerialization.data(withJSONObject: figures.mapValues { $0.isFinite ? $0 : 0 }, options: [.sortedKeys])
+                .write(to: URL(fileURLWithPath: json))
+        }
         print("\nadded p99 \(String(format: "%.2f", p99)) ms (target ≤ 2 ms); connector \(String(format: "%.0f", direct / wrk * 100))% and route \(String(format: "%.0f", route / wrk * 100))% of wrk (target ≥ 50%)")
         await webhooks.stop()
     }

@@ -10,7 +10,7 @@ struct Meshgate: AsyncParsableCommand {
         commandName: "meshgate",
         abstract: "A protocol-agnostic event-mesh routing gateway with a built-in durable log.",
         version: meshgateVersion,
-        subcommands: [Serve.self, PublishCommand.self, SubscribeCommand.self, TailCommand.self, Topics.self, Status.self, Routes.self, Bench.self,
+        subcommands: [Serve.self, PublishCommand.self, SubscribeCommand.self, TailCommand.self, Topics.self, Status.self, Routes.self, AuthCommand.self, Bench.self,
                       AppendLoad.self, RouteRun.self, BareHTTP.self, MQTTRun.self, WebhookRun.self]
     )
 

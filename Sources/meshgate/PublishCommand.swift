@@ -15,7 +15,7 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(help: "The CloudEvents id (default: a new one).") var id: String?
     @Option(name: .customLong("content-type"), help: "The data's content type.") var contentType: String?
     @Option(name: .customLong("attr"), help: "An extension attribute, name=value (repeatable).") var attributes: [String] = []
-    @Option(help: "A bearer token for the server.") var token: String?
+    @Option(help: "A bearer token or JWT for the server (default: $MESHGATE_TOKEN).") var token: String?
 
     func run() async throws {
         let topic: Topic

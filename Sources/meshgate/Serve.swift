@@ -40,6 +40,8 @@ struct Serve: AsyncParsableCommand {
     var logFormat: String?
     @Option(help: "on or off: serve GET /metrics and record the metrics behind it (env MESHGATE_METRICS). Default on.")
     var metrics: String?
+    @Option(help: "on or off: require a bearer token or JWT and apply the ACLs of the config file's auth: section (env MESHGATE_AUTH). Default off.")
+    var auth: String?
     @Flag(help: "Allow listening beyond loopback with authentication off (env MESHGATE_ALLOW_INSECURE_REMOTE).")
     var allowInsecureRemote = false
 
@@ -58,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         flags["--log-level"] = logLevel
         flags["--log-format"] = logFormat
         flags["--metrics"] = metrics
+        flags["--auth"] = auth
         if allowInsecureRemote { flags["--allow-insecure-remote"] = "true" }
         let settings: GatewayConfig
         do {

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import MeshClient
 
@@ -29,8 +30,10 @@ struct ServerAddress: ExpressibleByArgument, CustomStringConvertible {
 }
 
 extension ServerAddress {
-    /// Connects the CLI to the server, or says why not and exits 1 (SPEC §7).
+    /// Connects the CLI to the server, or says why not and exits 1 (SPEC §7). Without `--token`
+    /// the token comes from `MESHGATE_TOKEN`, which keeps it out of the process list.
     func connect(token: String?, client name: String = "meshgate-cli") async throws -> MeshClient {
+        let token = token ?? ProcessInfo.processInfo.environment["MESHGATE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         do {
             return try await MeshClient.connect(host: host, port: port, name: "\(name)/\(meshgateVersion)", token: token)
         } catch {

@@ -13,7 +13,7 @@ struct SubscribeCommand: AsyncParsableCommand {
     @Option(help: "earliest, latest, an offset, or an RFC 3339 time.") var from: String = "latest"
     @Option(help: "Exit after this many events.") var count: Int?
     @Option(help: "The server, tcp://HOST:PORT.") var server: ServerAddress = .default
-    @Option(help: "A bearer token for the server.") var token: String?
+    @Option(help: "A bearer token or JWT for the server (default: $MESHGATE_TOKEN).") var token: String?
 
     func run() async throws {
         let pattern: TopicPattern

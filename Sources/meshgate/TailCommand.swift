@@ -16,7 +16,7 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "Exit after this many events.") var count: Int?
     @Flag(help: "Print each event as a structured-mode CloudEvent JSON object.") var json = false
     @Option(help: "The server, tcp://HOST:PORT.") var server: ServerAddress = .default
-    @Option(help: "A bearer token for the server.") var token: String?
+    @Option(help: "A bearer token or JWT for the server (default: $MESHGATE_TOKEN).") var token: String?
 
     func run() async throws {
         let pattern: TopicPattern

@@ -59,6 +59,52 @@ import Testing
         await a.stop(); await b.stop()
     }
 
+    /// The link itself fails, through a fault-injecting proxy between the sites: connections
+    /// dropped (and refused for a while), stalled with nothing moving, and reset with a RST, over
+    /// and over while A publishes. B ends with every event once, in per-key order.
+    @Test func aLinkThatDropsStallsAndResetsLosesAndDuplicatesNothing() async throws {
+        let root = try temporaryRoot("faults")
+        let b = try Site("site-b", root: root)
+        let a = try Site("site-a", root: root)
+        let proxy = try FaultProxy(upstreamPort: b.tcpPort)
+        defer { proxy.stop() }
+        try a.route(to: [("site-b", proxy.port)])
+        try b.route(to: [])
+        try await b.start()
+        try await a.start()
+        defer { Task { await a.stop(); await b.stop() } }
+        let total = 30_000
+        let publisher = Task {
+            for chunk in 0..<30 {
+                try await a.publish(count: total / 30, tag: "c\(chunk)-")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        // Faults while the publisher runs and A forwards: each followed by a spell of normal service.
+        for round in 0..<3 {
+            try await Task.sleep(for: .milliseconds(400))
+            proxy.reset()
+            try await Task.sleep(for: .milliseconds(400))
+            proxy.set(.stall)
+            try await Task.sleep(for: .milliseconds(800))
+            proxy.set(.pass)
+            try await Task.sleep(for: .milliseconds(400))
+            proxy.set(.drop)
+            try await Task.sleep(for: .milliseconds(600 + 200 * round))
+            proxy.set(.pass)
+        }
+        do { try await publisher.value } catch {
+            Issue.record("publishing to site A failed; A (running: \(a.process?.isRunning ?? false)) said:\n\(a.process?.text ?? "")")
+            throw error
+        }
+        let events = try await b.collect("orders/#", expected: total)
+        let r = verifyExactlyOnce(events, count: total)
+        #expect(events.count == total)
+        #expect(r.missing == 0 && r.duplicates == 0 && r.outOfOrder == 0, "\(r)")
+        #expect(proxy.accepted >= 4, "the faults broke the link and A reconnected (\(proxy.accepted) connections)")
+        await a.stop(); await b.stop()
+    }
+
     @Test(arguments: ["ring", "mesh"])
     func everyEventReachesEverySiteOnceAndNothingCirculates(topology: String) async throws {
         let root = try temporaryRoot(topology)

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Testing
 @testable import MeshCore
 
@@ -146,7 +147,7 @@ import Testing
 
     @Test func randomBytesNeverCrash() throws {
         let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let valid = EventCodec.encode(try Self.full())
         var decodedCount = 0
         for round in 0..<20_000 {

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Testing
 @testable import MeshCore
 
@@ -33,7 +34,7 @@ import Testing
 
     @Test func roundTripsRandomInstants() throws {
         let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         for _ in 0..<20_000 {
             let micros = Int64.random(in: Timestamp.rfc3339Range, using: &rng)
             let t = Timestamp(microsecondsSinceEpoch: micros)

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import Testing
 @testable import MeshCore
 
@@ -122,7 +123,7 @@ import Testing
 
     @Test func agreesWithNaiveMatcher() throws {
         let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let alphabet = ["a", "b", "ab", "é"]
         func level() -> String { alphabet[Int(rng.next() % UInt64(alphabet.count))] }
         func topic() -> String {
@@ -159,15 +160,3 @@ import Testing
     }
 }
 
-/// Deterministic PRNG for property tests; the seed is printed with any failure.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -135,6 +135,8 @@ func dataBytes(_ e: [String: Any]) throws -> [UInt8] {
 
 struct SSEEvent: Sendable {
     var id: String?
+    /// The `event:` field; nil for the default `message`.
+    var event: String?
     var data: String
 
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any] ?? [:] }
@@ -151,7 +153,7 @@ final class SSEClient: @unchecked Sendable {
     private var pending = ""
     private(set) var comments: [String] = []
 
-    init(port: Int, path: String, lastEventID: String? = nil) async throws {
+    init(port: Int, path: String, lastEventID: String? = nil, headers extra: [(String, String)] = []) async throws {
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -163,6 +165,7 @@ final class SSEClient: @unchecked Sendable {
         headers.add(name: "host", value: "127.0.0.1")
         headers.add(name: "accept", value: "text/event-stream")
         if let lastEventID { headers.add(name: "last-event-id", value: lastEventID) }
+        for (name, value) in extra { headers.add(name: name, value: value) }
         try await channel.outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
         try await channel.outbound.write(.end(nil))
         var iterator = channel.inbound.makeAsyncIterator()
@@ -203,11 +206,12 @@ final class SSEClient: @unchecked Sendable {
             while let range = pending.range(of: "\n\n") {
                 let block = String(pending[..<range.lowerBound])
                 pending.removeSubrange(..<range.upperBound)
-                var event = SSEEvent(id: nil, data: "")
+                var event = SSEEvent(id: nil, event: nil, data: "")
                 var dataLines: [String] = []
                 for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
                     if line.hasPrefix(":") { comments.append(String(line)); continue }
                     if line.hasPrefix("id: ") { event.id = String(line.dropFirst(4)) }
+                    if line.hasPrefix("event: ") { event.event = String(line.dropFirst(7)) }
                     if line.hasPrefix("data: ") { dataLines.append(String(line.dropFirst(6))) }
                 }
                 if !dataLines.isEmpty {
@@ -221,6 +225,7 @@ final class SSEClient: @unchecked Sendable {
     }
 
     func close() async {
+        channel.outbound.finish()
         try? await channel.channel.close()
     }
 }
@@ -242,13 +247,19 @@ func rawExchange(port: Int, _ request: [UInt8], timeout: Duration = .seconds(5),
             }
         }
     let collected = try await channel.executeThenClose { inbound, outbound in
-        try await outbound.write(ByteBuffer(bytes: request))
+        // A server may answer and close before reading the whole request (an early 413): the
+        // write then fails, and what the server sent is still read below.
+        try? await outbound.write(ByteBuffer(bytes: request))
         return try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
                 var text = ""
-                for try await chunk in inbound {
-                    text += String(buffer: chunk)
-                    if until(text) { break }
+                do {
+                    for try await chunk in inbound {
+                        text += String(buffer: chunk)
+                        if until(text) { break }
+                    }
+                } catch where !text.isEmpty {
+                    // Reset after answering (unread request bytes): keep the answer.
                 }
                 return text
             }

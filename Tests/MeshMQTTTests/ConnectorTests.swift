@@ -63,9 +63,11 @@ final class Gateway: @unchecked Sendable {
                 to: [{connector: edge, topic: "back/{1}", set: {region: "{region}-echo"}}]
             """)
         #expect(await gw.waitConnected("edge"))
-        let sub = try Child("/usr/bin/mosquitto_sub", ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "back/#", "-F", "%j", "-C", "1", "-W", "20"])
-        // mosquitto_sub says nothing when its SUBACK arrives; give it time to subscribe on a loaded machine.
-        try await Task.sleep(for: .seconds(2))
+        // A persistent session subscribed before anything is published (`-E` returns once the SUBACK
+        // arrived), so the echo is queued for it whenever the reader below connects.
+        let session = ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-c", "-i", "props-reader", "-t", "back/#"]
+        let (subscribed, subscribeOutput) = try run("/usr/bin/mosquitto_sub", session + ["-E"])
+        #expect(subscribed == 0, "\(subscribeOutput)")
         let (rc, out) = try run("/usr/bin/mosquitto_pub", ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "sensors/s1/temp", "-m", "{\"c\":21.5}",
                                                           "-D", "publish", "user-property", "region", "eu",
                                                           "-D", "publish", "user-property", "Device-Model", "TX-9",
@@ -89,6 +91,7 @@ final class Gateway: @unchecked Sendable {
         #expect(e.partitionKey == "sensors/s1/temp")
         #expect(e.source == "meshgate://meshgate/mqtt/edge")
 
+        let sub = try Child("/usr/bin/mosquitto_sub", session + ["-F", "%j", "-C", "1", "-W", "20"])
         sub.wait()
         let json = try #require(sub.output.first, "nothing came back")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])

@@ -1,6 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import MeshBroker
-import MeshClient
+@testable import MeshClient
 import MeshCore
 import MeshLog
 import MeshWire
@@ -102,9 +105,13 @@ import Testing
         let firstGeneration = try #require(subB.assignment?.generation)
         let subC = try await c.subscribe(pattern("jobs"), group: "workers", from: .earliest)
         let subs = [subA, subB, subC]
+        // Each member hears of the rebalance in its own time: wait until all three hold the same,
+        // newer generation (a mix of old and new assignments may overlap for a moment).
         #expect(await eventually {
+            let generations = Set(subs.map { $0.assignment?.generation ?? 0 })
             let counts = subs.map { $0.assignment?.partitions.count ?? -1 }
-            return counts.reduce(0, +) == 4 && counts.allSatisfy { $0 >= 1 }
+            return generations.count == 1 && generations.first! > firstGeneration
+                && counts.reduce(0, +) == 4 && counts.allSatisfy { $0 >= 1 }
         })
         let owned = subs.flatMap { $0.assignment?.partitions ?? [] }
         #expect(Set(owned).count == 4 && owned.count == 4, "each partition has exactly one owner")
@@ -329,4 +336,89 @@ import Testing
         await subscriber.close()
         await server.stop()
     }
+
+    /// SUBSCRIBED (and first events) can be handled on the event loop before the task that sent
+    /// SUBSCRIBE resumes and binds the subscription; binding must not forget them, or
+    /// `subscribe` waits forever and the consumed events' credit never goes back.
+    @Test func aSubscribedThatArrivesBeforeTheBindingIsKept() async throws {
+        let server = try await TestServer()
+        defer { server.remove() }
+        let client = try await MeshClient.connect(port: server.port)
+        let sub = MeshSubscription(client: client, pattern: try pattern("race/#"), group: nil, start: .earliest, ackMode: .autoCommit, window: 8)
+        // The event loop's side first: SUBSCRIBED, then an event the consumer takes at once.
+        sub.markSubscribed()
+        sub.enqueue(EventDelivery(subscriptionID: 1, partition: 0, offset: 0, event: Event(topic: try topic("race/a"), id: "r0", source: "t", type: "t")))
+        let first = try await sub.next()
+        #expect(first?.event.id == "r0")
+        // Then the subscribing task binds it to the connection.
+        sub.bind(.init(connection: try client.connection(), id: 1))
+        #expect(sub.isSubscribed)
+        #expect(sub.unreportedCredit == 1)
+        try await sub.waitSubscribed()
+        // A lost connection does reset both: the next one starts afresh.
+        sub.bind(nil)
+        #expect(!sub.isSubscribed && sub.unreportedCredit == 0)
+        sub.finish(nil)
+        await client.close()
+        await server.stop()
+    }
+
+    /// A peer that accepts and closes at once, or accepts and never answers HELLO (a stalled link,
+    /// a hung server): connecting fails with an error in bounded time, and never crashes or hangs.
+    @Test func connectingToAPeerThatClosesAtOnceOrSaysNothingFailsCleanly() async throws {
+        var configuration = MeshClient.Configuration(name: "handshake")
+        configuration.connectTimeout = .milliseconds(500)
+        configuration.reconnect = false
+        let silent = try RawListener(acceptAndClose: false)
+        defer { silent.stop() }
+        do {
+            _ = try await MeshClient.connect(port: silent.port, configuration: configuration)
+            Issue.record("connected to a peer that never sent WELCOME")
+        } catch let error as WireError {
+            #expect(error.message.contains("WELCOME"), "\(error)")
+        }
+        let closing = try RawListener(acceptAndClose: true)
+        defer { closing.stop() }
+        for _ in 0..<50 {
+            await #expect(throws: (any Error).self) { try await MeshClient.connect(port: closing.port, configuration: configuration) }
+        }
+        #expect(closing.accepted >= 50)
+    }
+}
+
+/// A loopback listening socket that either accepts and closes every connection at once, or never
+/// accepts (the kernel still completes each TCP handshake, so the peer sees a silent server).
+final class RawListener: Sendable {
+    let port: Int
+    private let fd: Int32
+    private let count = Atomic<Int>(0)
+
+    init(acceptAndClose: Bool) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        guard bound == 0, listen(fd, 128) == 0 else { close(fd); throw WireError(.internalError, "cannot listen") }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        if acceptAndClose {
+            Thread { [self] in
+                while true {
+                    let c = accept(fd, nil, nil)
+                    if c < 0 { if errno == EINTR { continue } else { return } }
+                    count.add(1, ordering: .relaxed)
+                    close(c)
+                }
+            }.start()
+        }
+    }
+
+    var accepted: Int { count.load(ordering: .relaxed) }
+
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    deinit { close(fd) }
 }

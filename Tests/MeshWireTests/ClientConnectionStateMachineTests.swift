@@ -1,3 +1,4 @@
+import MeshTestSupport
 import MeshCore
 import NIOCore
 import Testing
@@ -58,7 +59,7 @@ import Testing
 
         var answerOrder = ids
         if outOfOrder {
-            var rng = SeededGenerator(seed: 0xACC5)
+            var rng = SeededRandom(seed: 0xACC5)
             answerOrder.shuffle(using: &rng)
         }
         var acknowledged = Set<UInt32>()

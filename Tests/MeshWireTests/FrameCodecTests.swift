@@ -1,3 +1,4 @@
+import MeshTestSupport
 import MeshCore
 import NIOCore
 import NIOEmbedded
@@ -217,7 +218,7 @@ import Testing
     }
 
     @Test func randomGarbageNeverCrashes() {
-        var rng = SeededGenerator(seed: 0x5EED_0001)
+        var rng = SeededRandom(seed: 0x5EED_0001)
         var outcomes = (frames: 0, needMore: 0, errors: 0)
         for _ in 0..<5_000 {
             let count = Int.random(in: 0...80, using: &rng)
@@ -241,7 +242,7 @@ import Testing
     }
 
     @Test func mutatedValidFramesNeverCrash() {
-        var rng = SeededGenerator(seed: 0x5EED_0002)
+        var rng = SeededRandom(seed: 0x5EED_0002)
         let encodings = Fixtures.everyFrame().map(Fixtures.bytes)
         for _ in 0..<5_000 {
             var bytes = encodings.randomElement(using: &rng)!

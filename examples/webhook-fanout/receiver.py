@@ -2,7 +2,7 @@
 """A webhook receiver for meshgate's webhook connector, on Python's http.server.
 
 Prints one JSON line per request (to stdout, or to --log): the path, the CloudEvent id and type
-(binary, structured or batch mode), the Standard Webhooks id, and whether the signature verified
+(binary, structured or batch mode), the Standard Webhooks id, the W3C trace context, and whether the signature verified
 with each named secret (with the reference verifier, PyPI `standardwebhooks`).
 
   receiver.py --port 9000 --secret billing=whsec_... [--fail-every 5] [--tls-cert C --tls-key K [--client-ca CA]]
@@ -65,6 +65,8 @@ def main():
                 "path": self.path,
                 "content_type": headers.get("content-type"),
                 "webhook_id": headers.get("webhook-id"),
+                "traceparent": headers.get("traceparent"),
+                "tracestate": headers.get("tracestate"),
                 "verified": {},
             }
             ctype = (headers.get("content-type") or "").split(";")[0].strip()
