@@ -3,7 +3,7 @@ SWIFT ?= swift
 DATA ?= ./data
 BENCH_FLAGS ?=
 
-.PHONY: run test test-bridge setup build release bench bench-quick bench-log bench-log-quick bench-routes bench-mqtt bench-webhook clean
+.PHONY: run test test-bridge setup build release bench bench-quick bench-log bench-log-quick bench-routes bench-mqtt bench-webhook fuzz fuzz-quick fuzz-api chaos clean
 
 setup:
 	@scripts/setup.sh
@@ -71,5 +71,23 @@ bench-mqtt: release
 bench-webhook: release
 	.build/release/meshgate bench webhook $(BENCH_FLAGS)
 
+## libFuzzer harnesses (frame decoder, CloudEvents JSON, CESQL, route files), FUZZ_SECONDS each
+## (default 600), debug build with -sanitize=fuzzer,address in .build-fuzz — docs/reliability.md.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ)
+
+fuzz-quick: setup
+	FUZZ_SECONDS=30 Fuzz/run.sh $(FUZZ)
+
+## schemathesis against the OpenAPI document served by a running gateway.
+fuzz-api: build
+	scripts/fuzz-api.sh .build/debug/meshgate
+
+## Fault injection against real gateways (kill -9, disk full, slow consumer, flapping webhook,
+## MQTT broker restarts, a cut bridge); writes the results table into docs/reliability.md.
+chaos: build
+	/usr/bin/python3 scripts/chaos/chaos.py --binary .build/debug/meshgate $(CHAOS_FLAGS)
+
 clean:
-	rm -rf .build .bench-log .bench-suite-*
+	rm -rf .build .build-fuzz .bench-log .bench-suite-*

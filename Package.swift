@@ -133,3 +133,19 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer harnesses (Fuzz/, docs/reliability.md). They exist only when MESHGATE_FUZZ is set, as
+// `make fuzz` does with its own scratch path, so ordinary builds neither see nor compile them.
+if Context.environment["MESHGATE_FUZZ"] != nil {
+    let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzFrameDecoder", ["MeshWire", "MeshCore", nioCore]),
+        ("FuzzCloudEvents", ["MeshHTTP", "MeshCore"]),
+        ("FuzzCESQL", ["MeshRouting", "MeshCore"]),
+        ("FuzzRouteFile", ["MeshConfig", "MeshRouting"]),
+    ]
+    package.targets.append(.target(name: "CFuzzDriver", path: "Fuzz/Sources/CFuzzDriver"))
+    for h in harnesses {
+        package.targets.append(.executableTarget(name: h.name, dependencies: h.dependencies + ["CFuzzDriver"], path: "Fuzz/Sources/\(h.name)"))
+        package.products.append(.executable(name: h.name, targets: [h.name]))
+    }
+}

@@ -41,10 +41,12 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python packages the tests use: the official CloudEvents SDK (interop) and the OpenAPI validator.
+# Python packages the tests use: the official CloudEvents SDK (interop) and the OpenAPI validator;
+# schemathesis for `make fuzz-api`.
 py_missing=()
 python3 -c "import cloudevents.core.bindings.http" 2>/dev/null || py_missing+=(cloudevents)
 python3 -c "import openapi_spec_validator" 2>/dev/null || py_missing+=(openapi-spec-validator)
+command -v schemathesis >/dev/null 2>&1 || py_missing+=(schemathesis)   # make fuzz-api
 if ((${#py_missing[@]})); then
   echo "meshgate setup: pip installing ${py_missing[*]}"
   python3 -m pip install -q "${py_missing[@]}" 2>/dev/null \

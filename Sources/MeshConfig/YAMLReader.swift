@@ -151,7 +151,7 @@ final class YAMLReader {
     func duration(_ node: Node, what: String) -> Duration? {
         guard let text = string(node, what: what) else { return nil }
         if let d = Self.parseDuration(text) { return d }
-        error(node, "expected \(what) as a duration like 200ms, 5s, 2m or 1h, found '\(text)'")
+        error(node, "expected \(what) as a duration like 200ms, 5s, 2m or 1h (at most 2562047h), found '\(text)'")
         return nil
     }
 
@@ -160,8 +160,10 @@ final class YAMLReader {
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
             if suffix == "s", number.hasSuffix("m") { continue }
-            guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-            return .nanoseconds(Int64(v * scale * 1e9))
+            // Int64(exactly:) is nil past Int64 nanoseconds (~292 years) instead of trapping.
+            guard let v = Double(number), v >= 0, v.isFinite,
+                  let ns = Int64(exactly: (v * scale * 1e9).rounded(.towardZero)) else { return nil }
+            return .nanoseconds(ns)
         }
         return nil
     }

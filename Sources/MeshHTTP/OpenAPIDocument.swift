@@ -439,7 +439,7 @@ components:
       in: path
       required: true
       description: A topic; it may contain `/` (levels).
-      schema: {type: string}
+      schema: {type: string, minLength: 1, maxLength: 255}
     Group:
       name: group
       in: path
@@ -506,6 +506,7 @@ components:
         tracestate: {type: string}
         data: {}
         data_base64: {type: string, contentEncoding: base64}
+      not: {required: [data, data_base64], description: "`data` and `data_base64` exclude each other."}
       additionalProperties:
         type: [string, number, boolean, 'null']
     StoredCloudEvent:
@@ -533,7 +534,7 @@ components:
       type: object
       required: [topic, partition, offset]
       properties:
-        topic: {type: string}
+        topic: {type: string, minLength: 1, maxLength: 255}
         partition: {type: integer, minimum: 0}
         offset: {type: integer, minimum: 0, description: The next offset the group will read.}
     Group:

@@ -128,7 +128,9 @@ public struct MQTTSettings: Hashable, Sendable {
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
             if suffix == "s", number.hasSuffix("m") { continue }
-            if let v = Double(number), v >= 0, v.isFinite { return .nanoseconds(Int64(v * scale * 1e9)) }
+            if let v = Double(number), v >= 0, v.isFinite, let ns = Int64(exactly: (v * scale * 1e9).rounded(.towardZero)) {
+                return .nanoseconds(ns)
+            }
         }
         throw MQTTError(.config, "\(key) must be a duration like 10s, not \(text)")
     }

@@ -108,8 +108,9 @@ public struct WebhookConfig: Sendable, Hashable {
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
             if suffix == "s", number.hasSuffix("m") { continue }
-            guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-            return .nanoseconds(Int64(v * scale * 1e9))
+            guard let v = Double(number), v >= 0, v.isFinite,
+                  let ns = Int64(exactly: (v * scale * 1e9).rounded(.towardZero)) else { return nil }
+            return .nanoseconds(ns)
         }
         return nil
     }

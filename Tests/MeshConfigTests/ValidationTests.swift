@@ -117,7 +117,11 @@ struct ValidationTests {
         #expect(destErrors("{topic: b, retry: {retry_on: [5xx, 42]}}") == ["expected a status like 503 or a class like 5xx, not '42'"])
         #expect(destErrors("{topic: b, ordering: fifo}") == ["ordering must be 'key' (per partition key) or 'none', not 'fifo'"])
         #expect(destErrors("{topic: b, in_flight: 0}") == ["in_flight must be between 1 and 10000, not 0"])
-        #expect(destErrors("{topic: b, retry: {backoff: soon}}") == ["expected retry.backoff as a duration like 200ms, 5s, 2m or 1h, found 'soon'"])
+        #expect(destErrors("{topic: b, retry: {backoff: soon}}") == ["expected retry.backoff as a duration like 200ms, 5s, 2m or 1h (at most 2562047h), found 'soon'"])
+        // Found by the route-file fuzzer: a duration past Int64 nanoseconds trapped the loader.
+        #expect(destErrors("{topic: b, retry: {backoff: 1ms, max_backoff: 104444444444444444444444444444454s}}") == ["expected retry.max_backoff as a duration like 200ms, 5s, 2m or 1h (at most 2562047h), found '104444444444444444444444444444454s'"])
+        #expect(destErrors("{topic: b, retry: {backoff: 2562048h}}").count == 1)
+        #expect(destErrors("{topic: b, retry: {backoff: 2562047h, max_backoff: 2562047h}}").isEmpty)
         #expect(destErrors("{topic: b, dead_letter: \"a/x\"}") == ["the dead_letter topic 'a/x' matches the route's own source 'a/#', so failed events would be routed again; choose another topic or set 'allow_loop: true'"])
         #expect(destErrors("{topic: b, remove: [id]}") == ["cannot remove 'id': CloudEvents requires it"])
         #expect(destErrors("{topic: b, set: {topic: x}}") == ["cannot set 'topic': expected a CloudEvents attribute name (lowercase a-z and 0-9); use the destination's 'topic' template to change the topic"])
@@ -129,5 +133,17 @@ struct ValidationTests {
     @Test func ingressFromAWebhookIsRefused() {
         let yaml = "version: 1\nconnectors:\n  h: {type: webhook, url: \"http://x/y\"}\nroutes:\n  - {name: r, from: {connector: h, topic: a}, to: [{topic: b}]}\n"
         #expect(errors(yaml) == ["r.yaml:5:33: error: connector 'h' is a webhook, which cannot be a route's source; expected an mqtt or meshgate connector"])
+    }
+
+    /// Every input a fuzzer crashed on (Tests/Fixtures/fuzz/routefile-*) loads or is refused with positioned errors.
+    @Test func fuzzerFindingsLoadOrFailCleanly() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/fuzz").standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("routefile-") }
+        #expect(!files.isEmpty)
+        for name in files {
+            let text = String(decoding: try Data(contentsOf: dir.appendingPathComponent(name)), as: UTF8.self)
+            let messages = errors(text, file: name)
+            #expect(messages.allSatisfy { $0.hasPrefix(name + ":") }, "\(messages)")
+        }
     }
 }

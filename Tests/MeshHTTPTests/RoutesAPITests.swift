@@ -46,6 +46,13 @@ import Testing
         let pairs = try #require(connectors["destinations"] as? [[String: Any]])
         #expect(pairs.first?["group"] as? String == "route:copy:0")
 
+        // The route's cursor shows as a group holding real topics' offsets only (its internal
+        // creation marker has an empty topic, which the OpenAPI schema forbids; found by schemathesis).
+        let group = try json(try await g.get("/v1/groups/route:copy:0"))
+        let offsets = try #require(group["offsets"] as? [[String: Any]])
+        #expect(offsets.map { $0["topic"] as? String } == ["in/a"], "\(offsets)")
+        #expect(offsets.first?["offset"] as? Int == 1)
+
         // A broken file is rejected with its file:line:column; the running table stays.
         try Self.write(routes, Self.good + "\n    bogus_key: 1\n")
         let rejected = try await g.post("/v1/routes/reload", "")

@@ -1,3 +1,4 @@
+import Foundation
 import MeshCore
 import Testing
 @testable import MeshRouting
@@ -133,5 +134,52 @@ struct CESQLTests {
         #expect(try eval("1 + 1 = 2 AND 3 * 2 = 6").0 == .boolean(true))
         #expect(try CESQLExpression("type").resultType == .string)
         #expect(try CESQLExpression("data.x").resultType == nil)
+    }
+
+    /// Found by the CESQL fuzzer: deep nesting overflowed the stack of the recursive parser (and of
+    /// type checking and evaluation after it). Too deep is now a parse error with a position.
+    @Test(arguments: [
+        ("parentheses", 64), ("NOT", 256), ("minus", 64), ("calls", 256), ("a + chain", 3900), ("IN lists", 450),
+    ] as [(String, Int)])
+    func tooDeepIsAParseError(_ shape: String, _ offsetAtLeast: Int) {
+        let text = switch shape {
+        case "parentheses": String(repeating: "(", count: 100_000) + "1" + String(repeating: ")", count: 100_000)
+        case "NOT": String(repeating: "NOT ", count: 50_000) + "true"
+        case "minus": String(repeating: "-", count: 50_000) + "1"
+        case "calls": String(repeating: "ABS(", count: 10_000) + "1" + String(repeating: ")", count: 10_000)
+        case "a + chain": "1" + String(repeating: " + 1", count: 20_000) + " = 2"
+        default: "type IN (" + String(repeating: "type IN (", count: 1000) + "'x'" + String(repeating: ")", count: 1001)
+        }
+        do {
+            _ = try CESQLExpression(text)
+            Issue.record("\(shape): an expression \(text.count) characters long should not parse")
+        } catch {
+            #expect(error.message.contains("levels deep") || error.message.contains("operators deep"), "\(shape): \(error.message)")
+            #expect(error.offset >= offsetAtLeast, "\(shape): \(error.offset): \(error.message)")
+        }
+    }
+
+    @Test func deepButReasonableExpressionsStillParseAndEvaluate() throws {
+        let nested = String(repeating: "(", count: 60) + "sequence = 42" + String(repeating: ")", count: 60)
+        #expect(try eval(nested).0 == .boolean(true))
+        let ors = (0..<900).map { "id = 'x\($0)'" }.joined(separator: " OR ") + " OR id = 'id-1'"
+        #expect(try eval(ors).0 == .boolean(true))
+        let list = "id IN (" + (0..<5000).map { "'x\($0)'" }.joined(separator: ", ") + ", 'id-1')"
+        #expect(try eval(list).0 == .boolean(true))
+    }
+
+    /// Every input a fuzzer crashed on (Tests/Fixtures/fuzz/cesql-*) parses or fails cleanly, and what parses evaluates.
+    @Test func fuzzerFindingsParseOrFailCleanly() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/fuzz").standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("cesql-") }
+        #expect(!files.isEmpty)
+        for name in files {
+            let bytes = try [UInt8](Data(contentsOf: dir.appendingPathComponent(name)))
+            let nul = bytes.firstIndex(of: 0)
+            let text = String(decoding: bytes[..<(nul ?? bytes.count)], as: UTF8.self)
+            var event = sample
+            if let nul { event.data = Array(bytes[(nul + 1)...]) }
+            if let expression = try? CESQLExpression(text) { _ = expression.evaluate(CESQLInput(event)) }
+        }
     }
 }

@@ -2,7 +2,14 @@
 /// unary `NOT`/`-`; `LIKE`/`IN` (postfix); `*` `/` `%`; `+` `-`; `=` `!=` `<>`; `<` `<=` `>` `>=`;
 /// then `AND`/`OR`/`XOR`, left to right. Keywords are case-insensitive. Offsets count Unicode scalars,
 /// as YAML columns do, so errors can be placed inside a route file.
+///
+/// Depth is bounded, because parsing, type checking, evaluation and freeing the tree all recurse:
+/// at most `maxNesting` parentheses, unary operators, function calls and IN lists inside one
+/// another, and at most `maxDepth` levels in the tree (a chain of 500 `OR`s is 500 levels).
 struct CESQLParser {
+    static let maxNesting = 64
+    static let maxDepth = 1000
+
     enum Token: Equatable {
         case identifier(String)  // as written
         case string(String)
@@ -16,6 +23,10 @@ struct CESQLParser {
     private var pos = 0
     private var token: Token = .end
     private var tokenStart = 0
+    /// How deeply the parse functions have recursed (parentheses, NOT, -, calls, IN lists).
+    private var nesting = 0
+    /// The tree depth of the node the last parse function returned.
+    private var depth = 0
 
     init(_ text: String) {
         scalars = Array(text.unicodeScalars)
@@ -29,61 +40,102 @@ struct CESQLParser {
         return node
     }
 
+    /// Enters one more level of recursion, or throws when the expression nests too deeply.
+    private mutating func enter(at offset: Int) throws(CESQLParseError) {
+        nesting += 1
+        if nesting > Self.maxNesting {
+            throw CESQLParseError("the expression nests more than \(Self.maxNesting) levels deep (parentheses, NOT, -, function calls, IN lists)", offset: offset)
+        }
+    }
+
+    /// The depth of a node built over children of depth `childDepth`, checked against the limit.
+    private mutating func built(over childDepth: Int, at offset: Int) throws(CESQLParseError) {
+        depth = childDepth + 1
+        if depth > Self.maxDepth {
+            throw CESQLParseError("the expression is more than \(Self.maxDepth) operators deep", offset: offset)
+        }
+    }
+
     // MARK: precedence levels
 
     private mutating func parseLogic() throws(CESQLParseError) -> CESQLNode {
         var left = try parseOrdering()
+        var leftDepth = depth
         while true {
             let op: CESQLBinaryOp
-            if isKeyword("AND") { op = .and } else if isKeyword("OR") { op = .or } else if isKeyword("XOR") { op = .xor } else { return left }
+            if isKeyword("AND") { op = .and } else if isKeyword("OR") { op = .or } else if isKeyword("XOR") { op = .xor } else { depth = leftDepth; return left }
             let at = tokenStart
             try advance()
-            left = .binary(op, left, try parseOrdering(), offset: at)
+            let right = try parseOrdering()
+            try built(over: max(leftDepth, depth), at: at)
+            leftDepth = depth
+            left = .binary(op, left, right, offset: at)
         }
     }
 
     private mutating func parseOrdering() throws(CESQLParseError) -> CESQLNode {
         var left = try parseEquality()
+        var leftDepth = depth
         while case .symbol(let s) = token, let op = [("<", CESQLBinaryOp.lt), ("<=", .le), (">", .gt), (">=", .ge)].first(where: { $0.0 == s })?.1 {
             let at = tokenStart
             try advance()
-            left = .binary(op, left, try parseEquality(), offset: at)
+            let right = try parseEquality()
+            try built(over: max(leftDepth, depth), at: at)
+            leftDepth = depth
+            left = .binary(op, left, right, offset: at)
         }
+        depth = leftDepth
         return left
     }
 
     private mutating func parseEquality() throws(CESQLParseError) -> CESQLNode {
         var left = try parseAdditive()
+        var leftDepth = depth
         while case .symbol(let s) = token, s == "=" || s == "!=" || s == "<>" {
             let at = tokenStart
             try advance()
-            left = .binary(s == "=" ? .eq : .ne, left, try parseAdditive(), offset: at)
+            let right = try parseAdditive()
+            try built(over: max(leftDepth, depth), at: at)
+            leftDepth = depth
+            left = .binary(s == "=" ? .eq : .ne, left, right, offset: at)
         }
+        depth = leftDepth
         return left
     }
 
     private mutating func parseAdditive() throws(CESQLParseError) -> CESQLNode {
         var left = try parseMultiplicative()
+        var leftDepth = depth
         while case .symbol(let s) = token, s == "+" || s == "-" {
             let at = tokenStart
             try advance()
-            left = .binary(s == "+" ? .add : .sub, left, try parseMultiplicative(), offset: at)
+            let right = try parseMultiplicative()
+            try built(over: max(leftDepth, depth), at: at)
+            leftDepth = depth
+            left = .binary(s == "+" ? .add : .sub, left, right, offset: at)
         }
+        depth = leftDepth
         return left
     }
 
     private mutating func parseMultiplicative() throws(CESQLParseError) -> CESQLNode {
         var left = try parsePostfix()
+        var leftDepth = depth
         while case .symbol(let s) = token, s == "*" || s == "/" || s == "%" {
             let at = tokenStart
             try advance()
-            left = .binary(s == "*" ? .mul : s == "/" ? .div : .mod, left, try parsePostfix(), offset: at)
+            let right = try parsePostfix()
+            try built(over: max(leftDepth, depth), at: at)
+            leftDepth = depth
+            left = .binary(s == "*" ? .mul : s == "/" ? .div : .mod, left, right, offset: at)
         }
+        depth = leftDepth
         return left
     }
 
     private mutating func parsePostfix() throws(CESQLParseError) -> CESQLNode {
         var left = try parseUnary()
+        var leftDepth = depth
         while true {
             let at = tokenStart
             var negated = false
@@ -101,16 +153,21 @@ struct CESQLParser {
                     throw CESQLParseError("LIKE needs a string literal pattern, found \(describe(token))", offset: tokenStart)
                 }
                 try advance()
+                try built(over: leftDepth, at: at)
+                leftDepth = depth
                 left = .like(left, LikePattern(pattern), negated: negated, offset: at)
             } else if isKeyword("IN") {
                 try advance()
                 guard token == .symbol("(") else {
                     throw CESQLParseError("IN needs a parenthesised list, found \(describe(token))", offset: tokenStart)
                 }
+                try enter(at: at)
                 try advance()
                 var items: [CESQLNode] = []
+                var itemsDepth = leftDepth
                 while true {
                     items.append(try parseLogic())
+                    itemsDepth = max(itemsDepth, depth)
                     if token == .symbol(",") { try advance(); continue }
                     guard token == .symbol(")") else {
                         throw CESQLParseError("expected ',' or ')' in the IN list, found \(describe(token))", offset: tokenStart)
@@ -118,8 +175,12 @@ struct CESQLParser {
                     try advance()
                     break
                 }
+                nesting -= 1
+                try built(over: itemsDepth, at: at)
+                leftDepth = depth
                 left = .inSet(left, items, negated: negated, offset: at)
             } else {
+                depth = leftDepth
                 return left
             }
         }
@@ -128,8 +189,12 @@ struct CESQLParser {
     private mutating func parseUnary() throws(CESQLParseError) -> CESQLNode {
         let at = tokenStart
         if isKeyword("NOT") {
+            try enter(at: at)
             try advance()
-            return .not(try parseUnary(), offset: at)
+            let operand = try parseUnary()
+            nesting -= 1
+            try built(over: depth, at: at)
+            return .not(operand, offset: at)
         }
         if token == .symbol("-") {
             try advance()
@@ -139,18 +204,25 @@ struct CESQLParser {
                     throw CESQLParseError("-\(digits) is not a 32-bit integer", offset: at)
                 }
                 try advance()
+                depth = 1
                 return .literal(.integer(value))
             }
-            return .negate(try parseUnary(), offset: at)
+            try enter(at: at)
+            let operand = try parseUnary()
+            nesting -= 1
+            try built(over: depth, at: at)
+            return .negate(operand, offset: at)
         }
         if isKeyword("EXISTS") {
             try advance()
             switch token {
             case .identifier(let name) where Self.isAttributeName(name):
                 try advance()
+                depth = 1
                 return name == "data" ? .existsData([]) : .exists(name)
             case .dataPath(let steps, _):
                 try advance()
+                depth = 1
                 return .existsData(steps)
             default:
                 throw CESQLParseError("EXISTS needs an attribute name, found \(describe(token))", offset: tokenStart)
@@ -161,6 +233,7 @@ struct CESQLParser {
 
     private mutating func parsePrimary() throws(CESQLParseError) -> CESQLNode {
         let at = tokenStart
+        depth = 1  // a leaf; the composite cases below set their own
         switch token {
         case .string(let s):
             try advance()
@@ -175,10 +248,12 @@ struct CESQLParser {
             try advance()
             return .data(steps, text: text, offset: at)
         case .symbol("("):
+            try enter(at: at)
             try advance()
             let inner = try parseLogic()
             guard token == .symbol(")") else { throw CESQLParseError("expected ')', found \(describe(token))", offset: tokenStart) }
             try advance()
+            nesting -= 1
             return inner
         case .identifier(let name):
             let upper = name.uppercased()
@@ -192,11 +267,14 @@ struct CESQLParser {
                     let known = CESQLFunction.allCases.map(\.rawValue).joined(separator: ", ")
                     throw CESQLParseError("unknown function \(name); the built-in functions are \(known)", offset: at)
                 }
+                try enter(at: at)
                 try advance()
                 var args: [CESQLNode] = []
+                var argsDepth = 0
                 if token != .symbol(")") {
                     while true {
                         args.append(try parseLogic())
+                        argsDepth = max(argsDepth, depth)
                         if token == .symbol(",") { try advance(); continue }
                         break
                     }
@@ -205,6 +283,8 @@ struct CESQLParser {
                     throw CESQLParseError("expected ',' or ')' in the arguments of \(upper), found \(describe(token))", offset: tokenStart)
                 }
                 try advance()
+                nesting -= 1
+                try built(over: argsDepth, at: at)
                 let (lo, hi) = function.arity
                 if args.count < lo || (hi.map { args.count > $0 } ?? false) {
                     let expected = hi == nil ? "at least \(lo)" : lo == hi ? "\(lo)" : "\(lo) or \(hi!)"
