@@ -124,22 +124,22 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A malformed request (the decoder's errors): answer it if nothing is being answered, and
-        // close, since the byte stream can no longer be trusted.
+        // close, since the byte stream can no longer be trusted. Any other error (a reset, a TLS
+        // failure) leaves no one to answer, and NIO's pipeline handler only admits a response
+        // after a parser error or a request: close.
         keepAlive = false
+        guard let parserError = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
         switch state {
         case .idle, .collecting, .discarding:
             state = .discarding(answer: nil)
-            let detail: String
-            if let e = error as? HTTPParserError {
-                if e == .headerOverflow {
-                    respond(context: context, problem: .headersTooLarge(limit: core.configuration.maxHeaderBytes))
-                    return
-                }
-                detail = "the request is not valid HTTP/1.1 (\(e))"
-            } else {
-                detail = "\(error)"
+            if parserError == .headerOverflow {
+                respond(context: context, problem: .headersTooLarge(limit: core.configuration.maxHeaderBytes))
+                return
             }
-            respond(context: context, problem: .malformedHTTP(detail))
+            respond(context: context, problem: .malformedHTTP("the request is not valid HTTP/1.1 (\(parserError))"))
         default:
             context.close(promise: nil)
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import MeshHTTP
 import Testing
@@ -75,6 +78,28 @@ import Testing
         let b64 = Data(repeating: 7, count: 5000).base64EncodedString()
         try expectProblem(try await gw.post("/v1/publish/big", #"{"specversion":"1.0","data_base64":""# + b64 + #""}"#, headers: structured),
                           413, "event.too_large")
+        #expect(try await gw.get("/healthz").status == 200)
+    }
+
+    /// Connections reset by the client (a RST, no request) hand the HTTP handler an I/O error while
+    /// nothing is being answered: it must close, not answer (NIO refuses a response then) nor crash.
+    @Test func connectionsResetBeforeAnyRequestAreClosedQuietly() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        for _ in 0..<50 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(gw.port).bigEndian
+            let connected = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            close(fd)  // RST
+        }
         #expect(try await gw.get("/healthz").status == 200)
     }
 
