@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -30,8 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHGATE = os.path.join(ROOT, ".build/release/meshgate")
 PEERS = os.path.join(ROOT, ".build/release/meshgate-bench")
 
-SCENARIOS = ["publish", "latency", "http", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "metrics", "ceilings", "log",
-             "webhook"]
+SCENARIOS = ["publish", "latency", "http", "connections", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "metrics",
+             "ceilings", "log", "webhook"]
 
 
 def log(message):
@@ -369,6 +370,79 @@ class Suite:
         self.figure("http.publish-none-vs-bare", "HTTP publish",
                     "HTTP publish with `fsync: none` (no wait for the disk: the HTTP and hand-off cost alone) vs bare SwiftNIO",
                     "requests/s", none_rate, peer="bare SwiftNIO", peer_value=bare_rate)
+
+    def scenario_connections(self):
+        """Normal clients beside 10,000 idle connections and 1,000 slowloris clients (a request head sent
+        a byte a second): HTTP publish p99 under wrk, against the same gateway with none of them."""
+        if not shutil.which("wrk"):
+            raise RuntimeError("wrk is missing: run scripts/setup.sh")
+        idle_count, slow_count = (2000, 200) if self.quick else (10000, 1000)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < idle_count + slow_count + 1000:
+            raise RuntimeError(f"the open-file limit ({hard}) is below the {idle_count + slow_count} connections this needs")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # for this process and the gateway it starts
+        limit = str(idle_count + slow_count + 1000)
+        mesh = self.meshgate("none", name="meshgate-connections",
+                             extra=("--max-connections", limit, "--max-connections-per-peer", limit,
+                                    "--idle-timeout", "300s", "--request-timeout", "300s"))
+        script = self.path("post-small.lua")
+        with open(script, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.body = string.rep("x", 100)\n'
+                    'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        seconds = max(2, int(self.duration))
+
+        def p99():
+            out = run(["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", script,
+                       f"http://127.0.0.1:{mesh.http}/v1/publish/bench/connections"], seconds + 60, "wrk")
+            m = re.search(r"99%\s+([0-9.]+)(us|ms|s)\b", out)
+            value = float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
+            rate = float(re.search(r"Requests/sec:\s*([0-9.]+)", out).group(1))
+            errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            return value, rate, int(errors.group(1)) if errors else 0
+
+        log("connections: warm-up, then HTTP publish p99 with no other connections")
+        p99()
+        quiet_p99, quiet_rate, _ = p99()
+        log(f"connections: opening {idle_count:,} idle connections and {slow_count:,} slowloris clients")
+        held, stop = [], threading.Event()
+        for _ in range(idle_count):
+            held.append(socket.create_connection(("127.0.0.1", mesh.http)))
+        slow = []
+        for _ in range(slow_count):
+            c = socket.create_connection(("127.0.0.1", mesh.http))
+            c.sendall(b"POST /v1/publish/bench/slow HTTP/1.1\r\nhost: x\r\n")
+            slow.append(c)
+
+        def drip():
+            while not stop.wait(1.0):
+                for c in slow:
+                    try:
+                        c.send(b"x")
+                    except OSError:
+                        pass
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        time.sleep(1)
+        rss_loaded = rss_mib(mesh.pid)
+        loaded_p99, loaded_rate, errors = p99()
+        open_after = sum(1 for c in held if c.fileno() >= 0)
+        stop.set()
+        dripper.join()
+        for c in held + slow:
+            c.close()
+        PROCS.stop(mesh)
+        self.raw["connections"] = {"idle": idle_count, "slowloris": slow_count, "quiet_p99_us": quiet_p99,
+                                   "loaded_p99_us": loaded_p99, "quiet_per_s": quiet_rate, "loaded_per_s": loaded_rate,
+                                   "loaded_non_2xx": errors, "rss_mib_loaded": rss_loaded, "held_open": open_after}
+        self.figure("connections.p99-loaded-vs-quiet", "connections",
+                    f"HTTP publish p99 (wrk -c16, `fsync: none`) beside {idle_count:,} idle and {slow_count:,} slowloris connections",
+                    "µs", loaded_p99, better="lower", peer="the same with no other connections", peer_value=quiet_p99,
+                    target=("ratio_max", 2.0))
+        self.figure("connections.rate-loaded-vs-quiet", "connections",
+                    f"HTTP publish rate beside {idle_count:,} idle and {slow_count:,} slowloris connections", "requests/s",
+                    loaded_rate, peer="the same with no other connections", peer_value=quiet_rate)
+        self.figure("connections.rss", "connections", f"meshgate RSS holding {idle_count + slow_count:,} connections", "MiB",
+                    rss_loaded, better="lower")
 
     def scenario_mqtt(self):
         out = self.scratch("mqtt.json")
