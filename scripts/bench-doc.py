@@ -371,7 +371,7 @@ if raw.get("connections"):
         f"One gateway holds {n(co['idle'])} idle TCP connections on its HTTP port and {n(co['slowloris'])} slowloris clients "
         "(each sent half a request head and then one byte a second), while wrk publishes (16 connections, 100 B, "
         f"`fsync: none`); the peer is the same wrk run before any of them connected. Non-2xx answers under load: "
-        f"{n(co['loaded_non_2xx'])}."])
+        f"{n(co['loaded_non_2xx'])}; connections of the two crowds still open at the end: {n(co.get('still_open_after', 0))}."])
 
 if raw.get("metrics"):
     section("Metrics cost", "metrics cost", intro=[
