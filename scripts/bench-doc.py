@@ -187,6 +187,20 @@ if lat:
     gnuplot("latency-vs-load", plot, data)
 
 
+br = raw.get("bridge")
+if br and br.get("catch_up_curve"):
+    rate = br["backlog"] / br["outage_s"]
+    data = {"arrived.dat": br["catch_up_curve"],
+            "built.dat": [(t, int(min(br["backlog"], rate * t))) for t, _ in br["catch_up_curve"]]}
+    plot = (f'set title "Catch-up after a {int(br["outage_s"])} s outage: events in site B\'s log after its restart"\n'
+            'set xlabel "seconds since site B was listening again"\nset ylabel "events"\nset format y "%.0s%c"\n'
+            'set yrange [0:*]\n'
+            'plot "arrived.dat" using 1:2 with lines lw 2 title "arrived at B", '
+            f'{br["backlog"]} with lines dt 2 title "backlog queued on A", '
+            '"built.dat" using 1:2 with lines dt 3 title "at the rate that built it"\n')
+    gnuplot("catch-up-after-outage", plot, data)
+
+
 def section(title, group, intro=(), after=()):
     fs = [f for f in R["figures"] if f["group"] == group]
     if not fs:
@@ -363,7 +377,8 @@ if raw.get("bridge"):
         f"on A, counted from the start of publishing until all {n(br['steady_published'])} were in B's log, against "
         "publishing on A alone. Catch-up: site B killed for "
         f"{int(br['outage_s'])} s while A takes a fixed offered load; {n(br['backlog'])} events queued on A arrive at B "
-        f"{br['catch_up_s']:.2f} s after B is listening again."])
+        f"{br['catch_up_s']:.2f} s after B is listening again."],
+        after=([f"![Catch-up after an outage]({plots['catch-up-after-outage']})", ""] if "catch-up-after-outage" in plots else []))
 
 if raw.get("connections"):
     co = raw["connections"]

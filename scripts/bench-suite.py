@@ -634,10 +634,12 @@ class Suite:
         built_rate = backlog / outage
         b = self.meshgate("always", name="site-b-again", node="site-b", tcp=b_port, data=b.data)
         restarted = time.monotonic()
-        done = wait_topic(b, "orders/backlog", backlog, timeout=600)
+        curve = []
+        done = wait_topic(b, "orders/backlog", backlog, timeout=600, samples=curve)
         catch_up = backlog / (done - restarted)
         self.raw["bridge"] = {"local": local, "steady_published": published, "steady_seconds": arrived - started,
-                              "outage_s": outage, "backlog": backlog, "catch_up_s": done - restarted}
+                              "outage_s": outage, "backlog": backlog, "catch_up_s": done - restarted,
+                              "offered_per_s": offered, "catch_up_curve": curve}
         self.figure("bridge.catch-up-vs-backlog-rate", "cross-site",
                     f"catch-up after a {outage} s outage of site B ({backlog:,} events queued on A), from B's restart",
                     "events/s", catch_up, peer="rate that built the backlog", peer_value=built_rate, target=("ratio_min", 3.0))
@@ -741,11 +743,16 @@ def topic_end(server, name):
     return 0
 
 
-def wait_topic(server, name, count, timeout):
-    """Polls until `name` holds `count` events; returns the monotonic time it first did."""
-    deadline = time.monotonic() + timeout
+def wait_topic(server, name, count, timeout, samples=None):
+    """Polls until `name` holds `count` events; returns the monotonic time it first did. `samples`, a
+    list, collects (seconds since the call, events) along the way."""
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
-        if topic_end(server, name) >= count:
+        held = topic_end(server, name)
+        if samples is not None and (not samples or samples[-1][1] != held or held >= count):
+            samples.append((round(time.monotonic() - started, 3), held))
+        if held >= count:
             return time.monotonic()
         time.sleep(0.02)
     raise RuntimeError(f"{name} held {topic_end(server, name)} of {count} events after {timeout} s")
