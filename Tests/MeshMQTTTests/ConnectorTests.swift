@@ -92,8 +92,9 @@ final class Gateway: @unchecked Sendable {
         #expect(e.source == "meshgate://meshgate/mqtt/edge")
 
         let sub = try Child("/usr/bin/mosquitto_sub", session + ["-F", "%j", "-C", "1", "-W", "20"])
+        // Its output is read by a thread of its own: wait for the line, not for the exit.
+        let json = try #require(sub.waitFor(20) { !$0.isEmpty }, "nothing came back")
         sub.wait()
-        let json = try #require(sub.output.first, "nothing came back")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         #expect(obj["topic"] as? String == "back/s1")
         #expect(obj["payload"] as? String == "{\"c\":21.5}")
