@@ -817,6 +817,7 @@ def merged(old, new):
     out["failures"] = {**{k: v for k, v in old.get("failures", {}).items() if k not in new["scenarios"]}, **new["failures"]}
     out["merged_from"] = old.get("merged_from", []) + [{"taken_at": old["taken_at"], "scenarios": old.get("scenarios", []),
                                                          "machine": old.get("machine")}]
+    out["rerun"] = sorted(set(old.get("rerun", [])) | set(new["scenarios"]))
     return out
 
 
