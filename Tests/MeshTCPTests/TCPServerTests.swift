@@ -6,6 +6,7 @@ import MeshBroker
 @testable import MeshClient
 import MeshCore
 import MeshLog
+import MeshTestSupport
 import MeshWire
 import NIOCore
 import Synchronization
@@ -394,16 +395,9 @@ final class RawListener: Sendable {
     private let count = Atomic<Int>(0)
 
     init(acceptAndClose: Bool) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        guard bound == 0, listen(fd, 128) == 0 else { close(fd); throw WireError(.internalError, "cannot listen") }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let (fd, port) = try listenOnLoopback()
         self.fd = fd
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        self.port = port
         if acceptAndClose {
             Thread { [self] in
                 while true {
