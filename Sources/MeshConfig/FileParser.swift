@@ -13,7 +13,7 @@ struct FileParser {
     static let retryKeys = ["attempts", "backoff", "max_backoff", "max_elapsed", "jitter", "retry_on", "respect_retry_after"]
     static let connectorKeys: [ConnectorSpec.Kind: [String]] = [
         .mqtt: ["type", "url", "client_id", "username", "password", "protocol", "qos", "retain", "clean_session", "keepalive",
-                "session_expiry", "max_inflight", "reconnect_backoff", "reconnect_max_backoff", "tls_insecure",
+                "session_expiry", "max_inflight", "publish_inflight", "reconnect_backoff", "reconnect_max_backoff", "tls_insecure",
                 "ca_file", "cert_file", "key_file"],
         .webhook: ["type", "url", "secret", "mode", "timeout", "connect_timeout", "concurrency", "headers", "http_version",
                    "deny_private", "batch_size", "batch_linger", "ca_file", "cert_file", "key_file"],
@@ -120,8 +120,8 @@ struct FileParser {
                 if YAMLReader.parseDuration(s) == nil { reader.error(value, "batch_linger must be a duration like 5ms, not '\(s)'"); ok = false }
             case "concurrency", "batch_size":
                 if !(1...10_000).contains(Int(s) ?? 0) { reader.error(value, "\(key) must be a whole number from 1 to 10000, not '\(s)'"); ok = false }
-            case "max_inflight":
-                if !(1...65535).contains(Int(s) ?? 0) { reader.error(value, "max_inflight must be a whole number from 1 to 65535, not '\(s)'"); ok = false }
+            case "max_inflight", "publish_inflight":
+                if !(1...65535).contains(Int(s) ?? 0) { reader.error(value, "\(key) must be a whole number from 1 to 65535, not '\(s)'"); ok = false }
             case "http_version":
                 if !["auto", "1.1", "2"].contains(s) { reader.error(value, "http_version must be auto, 1.1 or 2, not '\(s)'"); ok = false }
             case "secret" where kind == .webhook:

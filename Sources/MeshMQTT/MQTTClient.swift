@@ -58,9 +58,13 @@ final class MQTTClient: @unchecked Sendable {
     private let logger: Logger
     private let sink: (any MQTTMessageSink)?
 
+    /// One message of a `PublishGroup`, queued for the loop thread.
     struct OutgoingRequest: Sendable {
         let message: MQTTMessage
-        let completion: @Sendable (Result<Void, MQTTPublishFailure>) -> Void
+        let group: PublishGroup
+        let index: Int
+
+        func resolve(_ result: Result<Void, MQTTPublishFailure>) { group.resolve(index, result) }
     }
 
     private struct Shared {
@@ -82,6 +86,8 @@ final class MQTTClient: @unchecked Sendable {
     private var loopSocketUp = false
     private var loopBatch: [MQTTMessage] = []
     private var loopInflight: [Int32: OutgoingRequest] = [:]
+    private var loopPublished = 0
+    private var loopPublishFailures = 0
     private var loopSubscribed: Set<String> = []
     private var loopNextAttempt = ContinuousClock.now
     private var loopAttempt = 0
@@ -143,16 +149,21 @@ final class MQTTClient: @unchecked Sendable {
         if changed { wake() }
     }
 
-    /// Publishes; the completion runs once the broker acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP,
-    /// QoS 0: once written), or with a failure — immediately when not connected.
-    func publish(_ message: MQTTMessage, completion: @escaping @Sendable (Result<Void, MQTTPublishFailure>) -> Void) {
-        let request = OutgoingRequest(message: message, completion: completion)
+    /// Publishes `messages` in order, all queued to the loop thread at once (one lock, one wake-up),
+    /// so they go out back to back with up to `publish_inflight` of them unacknowledged. The completion
+    /// runs once, when every message is settled: the broker acknowledged it (QoS 1: PUBACK, QoS 2:
+    /// PUBCOMP, QoS 0: once written) or it failed; it then carries the failure of the earliest
+    /// message that failed. It fails immediately when not connected.
+    func publish(_ messages: [MQTTMessage], completion: @escaping @Sendable (Result<Void, MQTTPublishFailure>) -> Void) {
+        if messages.isEmpty { return completion(.success(())) }
+        let group = PublishGroup(count: messages.count, completion: completion)
         let (rejected, wakeNow) = shared.withLock { s -> (String?, Bool) in
             if s.stopping { return ("the connector is stopping", false) }
             if s.status.state != .connected {
                 return ("not connected to \(settings.host):\(settings.port)" + (s.status.lastError.map { ": \($0)" } ?? ""), false)
             }
-            s.requests.append(request)
+            s.requests.reserveCapacity(s.requests.count + messages.count)
+            for (i, m) in messages.enumerated() { s.requests.append(OutgoingRequest(message: m, group: group, index: i)) }
             if s.wakePending { return (nil, false) }
             s.wakePending = true
             return (nil, true)
@@ -161,8 +172,12 @@ final class MQTTClient: @unchecked Sendable {
         if wakeNow { wake() }
     }
 
+    func publish(_ messages: [MQTTMessage]) async -> Result<Void, MQTTPublishFailure> {
+        await withCheckedContinuation { c in publish(messages) { c.resume(returning: $0) } }
+    }
+
     func publish(_ message: MQTTMessage) async -> Result<Void, MQTTPublishFailure> {
-        await withCheckedContinuation { c in publish(message) { c.resume(returning: $0) } }
+        await publish([message])
     }
 
     private func wake() {
@@ -189,10 +204,11 @@ final class MQTTClient: @unchecked Sendable {
                 return (s.requests, s.wanted, s.stopping)
             }
             if stopping {
-                for r in requests { r.completion(.failure(MQTTPublishFailure(reason: "the connector is stopping", reasonCode: nil))) }
+                for r in requests { r.resolve(.failure(MQTTPublishFailure(reason: "the connector is stopping", reasonCode: nil))) }
                 break
             }
             for r in requests { sendPublish(m, r) }
+            flushPublishCounters()
             if loopConnected { syncSubscriptions(m, wanted) }
             if !loopSocketUp && clock.now >= loopNextAttempt { connect(m) }
 
@@ -228,8 +244,9 @@ final class MQTTClient: @unchecked Sendable {
                     shared.withLock { $0.status.stored += batch.count }
                 }
             }
-            if loopSocketUp && mosquitto_want_write(m) { handle(m, mosquitto_loop_write(m, 1), during: "write") }
+            if loopSocketUp && mosquitto_want_write(m) { flush(m) }
             if loopSocketUp { handle(m, mosquitto_loop_misc(m), during: "keep-alive") }
+            flushPublishCounters()
         }
         if loopSocketUp && !isAbandoned {
             mosquitto_disconnect_v5(m, 0, nil)
@@ -238,6 +255,7 @@ final class MQTTClient: @unchecked Sendable {
             }
         }
         failInflight("the connector stopped")
+        flushPublishCounters()
         mosquitto_destroy(m)
         mosq = nil
         shared.withLock { s in
@@ -248,6 +266,21 @@ final class MQTTClient: @unchecked Sendable {
     }
 
     private var isAbandoned = false
+
+    /// Writes what libmosquitto queued. It writes each packet with its own `write`, and the socket has
+    /// TCP_NODELAY, so while egress publishes stream out every one would leave as its own segment
+    /// (a send path through the stack per message, here and in the broker). Corked for the duration
+    /// of the write, the kernel packs them into full segments; uncorking sends the rest at once, so
+    /// nothing waits.
+    private func flush(_ m: OpaquePointer) {
+        let fd = mosquitto_socket(m)
+        let cork = fd >= 0 && !loopInflight.isEmpty
+        var on: Int32 = 1
+        if cork { _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_CORK, &on, socklen_t(MemoryLayout<Int32>.size)) }
+        handle(m, mosquitto_loop_write(m, 1), during: "write")
+        var off: Int32 = 0
+        if cork && mosquitto_socket(m) == fd { _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_CORK, &off, socklen_t(MemoryLayout<Int32>.size)) }
+    }
 
     private func finish() {
         let waiters = shared.withLock { s -> [CheckedContinuation<Void, Never>] in
@@ -282,9 +315,10 @@ final class MQTTClient: @unchecked Sendable {
         mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1)
         if settings.protocolVersion == .v5 {
             mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, settings.maxInflight)
-            mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, settings.maxInflight)
+            mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, settings.publishInflight)
         } else {
-            mosquitto_max_inflight_messages_set(m, UInt32(settings.maxInflight))
+            // 3.1.1 has no receive maximum (the broker's own limit applies); this is the send maximum.
+            mosquitto_max_inflight_messages_set(m, UInt32(settings.publishInflight))
         }
         if settings.username != nil || settings.password != nil {
             mosquitto_username_pw_set(m, settings.username, settings.password)
@@ -480,11 +514,23 @@ final class MQTTClient: @unchecked Sendable {
     private func onPublish(mid: Int32, reason: Int32) {
         guard let request = loopInflight.removeValue(forKey: mid) else { return }
         if reason >= 0x80 {
-            shared.withLock { $0.status.publishFailures += 1 }
-            request.completion(.failure(MQTTPublishFailure(reason: "the broker rejected the publish: \(String(cString: mosquitto_reason_string(reason)))", reasonCode: reason)))
+            loopPublishFailures += 1
+            request.resolve(.failure(MQTTPublishFailure(reason: "the broker rejected the publish: \(String(cString: mosquitto_reason_string(reason)))", reasonCode: reason)))
         } else {
-            shared.withLock { $0.status.published += 1 }
-            request.completion(.success(()))
+            loopPublished += 1
+            request.resolve(.success(()))
+        }
+    }
+
+    /// Adds the acknowledgements counted since the last call to the status (one lock per loop turn).
+    private func flushPublishCounters() {
+        guard loopPublished != 0 || loopPublishFailures != 0 else { return }
+        let (ok, failed) = (loopPublished, loopPublishFailures)
+        loopPublished = 0
+        loopPublishFailures = 0
+        shared.withLock { s in
+            s.status.published += ok
+            s.status.publishFailures += failed
         }
     }
 
@@ -498,7 +544,7 @@ final class MQTTClient: @unchecked Sendable {
 
     private func sendPublish(_ m: OpaquePointer, _ r: OutgoingRequest) {
         guard loopConnected else {
-            return r.completion(.failure(MQTTPublishFailure(reason: "not connected to \(settings.host):\(settings.port)", reasonCode: nil)))
+            return r.resolve(.failure(MQTTPublishFailure(reason: "not connected to \(settings.host):\(settings.port)", reasonCode: nil)))
         }
         let msg = r.message
         var props: OpaquePointer? = nil
@@ -516,9 +562,9 @@ final class MQTTClient: @unchecked Sendable {
         }
         mosquitto_property_free_all(&props)
         if rc != MOSQ_ERR_SUCCESS.rawValue {
-            shared.withLock { $0.status.publishFailures += 1 }
+            loopPublishFailures += 1
             let retryable = rc == MOSQ_ERR_NO_CONN.rawValue || rc == MOSQ_ERR_CONN_LOST.rawValue || rc == MOSQ_ERR_NOMEM.rawValue
-            return r.completion(.failure(MQTTPublishFailure(reason: "publish to \(msg.topic) failed: \(errorText(rc))", reasonCode: nil, permanent: !retryable)))
+            return r.resolve(.failure(MQTTPublishFailure(reason: "publish to \(msg.topic) failed: \(errorText(rc))", reasonCode: nil, permanent: !retryable)))
         }
         loopInflight[mid] = r
     }
@@ -526,7 +572,7 @@ final class MQTTClient: @unchecked Sendable {
     private func failInflight(_ reason: String) {
         let pending = loopInflight
         loopInflight.removeAll()
-        for (_, r) in pending { r.completion(.failure(MQTTPublishFailure(reason: reason, reasonCode: nil))) }
+        for (_, r) in pending { r.resolve(.failure(MQTTPublishFailure(reason: reason, reasonCode: nil))) }
     }
 
     private func syncSubscriptions(_ m: OpaquePointer, _ wanted: Set<String>) {
@@ -545,6 +591,26 @@ final class MQTTClient: @unchecked Sendable {
         }
         let now = loopSubscribed.sorted()
         shared.withLock { $0.status.subscriptions = now }
+    }
+}
+
+/// The messages of one `publish` call, settled one by one on the loop thread (after the call queued
+/// them, nothing else touches a group); the completion runs once, when the last one is settled.
+final class PublishGroup: @unchecked Sendable {
+    // @unchecked: `left` and `failure` are touched only on the loop thread (see above).
+    private var left: Int
+    private var failure: (index: Int, failure: MQTTPublishFailure)?
+    private let completion: @Sendable (Result<Void, MQTTPublishFailure>) -> Void
+
+    init(count: Int, completion: @escaping @Sendable (Result<Void, MQTTPublishFailure>) -> Void) {
+        left = count
+        self.completion = completion
+    }
+
+    func resolve(_ index: Int, _ result: Result<Void, MQTTPublishFailure>) {
+        if case .failure(let f) = result, index < failure?.index ?? Int.max { failure = (index, f) }
+        left -= 1
+        if left == 0 { completion(failure.map { .failure($0.failure) } ?? .success(())) }
     }
 }
 

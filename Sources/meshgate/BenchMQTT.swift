@@ -19,7 +19,8 @@ struct BenchMQTT: AsyncParsableCommand {
     @Option(help: "Payload bytes.") var size = 100
     @Option(help: "MQTT protocol of the connector: 5 or 3.1.1.") var `protocol` = "5"
     @Option(help: "Durability of the log topics: always (fsync before the PUBACK), interval or none.") var fsync = "always"
-    @Option(help: "Egress deliveries in flight.") var inFlight = 256
+    @Option(help: "Egress deliveries in flight (the route's in_flight, used when a batch is delivered one event at a time).") var inFlight = 256
+    @Option(help: "The connector's publish_inflight (egress window); default: the connector's default.") var publishInflight: Int?
     @Option(help: "Scratch directory (deleted afterwards).") var dir = "./.bench-mqtt"
     @Option(help: "Also write the figures as JSON to this file.") var json: String?
 
@@ -53,7 +54,7 @@ struct BenchMQTT: AsyncParsableCommand {
         try lines.write(toFile: input, atomically: false, encoding: .utf8)
 
         // Ingress: meshgate and mosquitto_sub subscribed to the same flood.
-        let connector = "connectors:\n  edge: {type: mqtt, url: \"mqtt://127.0.0.1:\(port)\", client_id: bench-gw, protocol: \"\(self.protocol)\"}\n"
+        let connector = "connectors:\n  edge: {type: mqtt, url: \"mqtt://127.0.0.1:\(port)\", client_id: bench-gw, protocol: \"\(self.protocol)\"\(publishInflight.map { ", publish_inflight: \($0)" } ?? "")}\n"
         let ingress = try RouteLoader.load(sources: [("bench.yaml", "version: 1\n\(connector)routes:\n  - {name: in, from: {connector: edge, topic: \"bench/#\"}, to: [{topic: \"in/{1}\"}]}\n")])
         await mqtt.apply(ingress)
         await engine.apply(ingress)

@@ -39,7 +39,7 @@ struct ValidationTests {
         """
         #expect(errors(yaml) == [
             "r.yaml:3:30: error: a webhook connector's url must start with http:// or https://, not 'ftp://x/y'",
-            "r.yaml:4:42: error: unknown key 'clientid' for a mqtt connector; did you mean 'client_id'?; expected one of: type, url, client_id, username, password, protocol, qos, retain, clean_session, keepalive, session_expiry, max_inflight, reconnect_backoff, reconnect_max_backoff, tls_insecure, ca_file, cert_file, key_file",
+            "r.yaml:4:42: error: unknown key 'clientid' for a mqtt connector; did you mean 'client_id'?; expected one of: type, url, client_id, username, password, protocol, qos, retain, clean_session, keepalive, session_expiry, max_inflight, publish_inflight, reconnect_backoff, reconnect_max_backoff, tls_insecure, ca_file, cert_file, key_file",
             "r.yaml:6:5: error: route 'a' needs a 'from': a topic pattern, or {connector, topic}",
             "r.yaml:7:5: error: unknown key 'form' in a route; did you mean 'from'?; expected one of: name, description, from, where, to, set, remove, allow_loop",
             "r.yaml:11:40: error: invalid CESQL filter: expected a value, found '>'",

@@ -207,10 +207,12 @@ final class Gateway: @unchecked Sendable {
         }
         let a = try MQTTSettings(spec("mqtt://127.0.0.1:1884"))
         #expect(a.host == "127.0.0.1" && a.port == 1884 && !a.tls && a.clientID == "meshgate-edge" && a.protocolVersion == .v5 && a.qos == 1)
+        #expect(a.maxInflight == 1000 && a.publishInflight == MQTTSettings.defaultPublishInflight)
+        #expect(throws: MQTTError.self) { try MQTTSettings(spec("mqtt://h", ["publish_inflight": "0"])) }
         let b = try MQTTSettings(spec("mqtts://u%40x:p%3Aw@broker.example"))
         #expect(b.host == "broker.example" && b.port == 8883 && b.tls && b.username == "u@x" && b.password == "p:w")
-        let c = try MQTTSettings(spec("mqtt://[::1]:1883", ["protocol": "3.1.1", "qos": "2", "keepalive": "1m", "session_expiry": "1h", "max_inflight": "50"]))
-        #expect(c.host == "::1" && c.protocolVersion == .v311 && c.qos == 2 && c.subscribeQoS == 1 && c.keepAliveSeconds == 60 && c.sessionExpirySeconds == 3600 && c.maxInflight == 50)
+        let c = try MQTTSettings(spec("mqtt://[::1]:1883", ["protocol": "3.1.1", "qos": "2", "keepalive": "1m", "session_expiry": "1h", "max_inflight": "50", "publish_inflight": "20"]))
+        #expect(c.host == "::1" && c.protocolVersion == .v311 && c.qos == 2 && c.subscribeQoS == 1 && c.keepAliveSeconds == 60 && c.sessionExpirySeconds == 3600 && c.maxInflight == 50 && c.publishInflight == 20)
         #expect(throws: MQTTError.self) { try MQTTSettings(spec("mqtt://h", ["cert_file": "c.pem"])) }
         #expect(throws: MQTTError.self) { try MQTTSettings(spec("mqtt://h:99999")) }
         #expect(MQTTConnectors.redact("mqtt://u:secret@h:1") == "mqtt://u:***@h:1")
