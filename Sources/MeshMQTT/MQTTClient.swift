@@ -348,6 +348,14 @@ final class MQTTClient: @unchecked Sendable {
             guard let granted else { return }
             MQTTClient.from(obj).onSubscribe(Array(UnsafeBufferPointer(start: granted, count: Int(count))))
         }
+    }
+
+    /// libmosquitto's log lines, for the detail of connection errors (TLS above all). With a log
+    /// callback set it formats every line, including a debug line for each PUBLISH sent and each
+    /// PUBACK received (a `malloc` and a `vsnprintf` each), so the callback is set only while
+    /// connecting: from the attempt until the CONNACK accepts the session.
+    private func libraryLog(_ m: OpaquePointer, _ on: Bool) {
+        guard on else { return mosquitto_log_callback_set(m, nil) }
         mosquitto_log_callback_set(m) { _, obj, level, text in
             guard let text, level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING) != 0 else { return }
             MQTTClient.from(obj).loopLastLibraryError = String(cString: text)
@@ -360,6 +368,7 @@ final class MQTTClient: @unchecked Sendable {
 
     private func connect(_ m: OpaquePointer) {
         loopLastLibraryError = nil
+        libraryLog(m, true)
         var props: OpaquePointer? = nil
         if settings.protocolVersion == .v5 && !settings.cleanSession {
             mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), settings.sessionExpirySeconds ?? UInt32.max)
@@ -436,6 +445,8 @@ final class MQTTClient: @unchecked Sendable {
 
     private func onConnect(rc: Int32, flags: Int32) {
         if rc == 0 {
+            if let m = mosq { libraryLog(m, false) }
+            loopLastLibraryError = nil
             loopConnected = true
             loopAttempt = 0
             loopSubscribed = []

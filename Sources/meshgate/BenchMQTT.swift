@@ -198,8 +198,8 @@ final class LineCounter: @unchecked Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                var n = 0
-                for b in chunk where b == 10 { n += 1 }
+                // Counted over the raw bytes: this thread shares the CPU with what is measured.
+                let n = chunk.withUnsafeBytes { raw in raw.reduce(into: 0) { n, b in if b == 10 { n += 1 } } }
                 count += n
                 lastAt = Date()
             }
