@@ -33,9 +33,10 @@ public struct MQTTSettings: Hashable, Sendable {
     public var publishInflight: Int32 = MQTTSettings.defaultPublishInflight
     /// libmosquitto 2.0 walks its whole list of outgoing messages on every publish and every PUBACK
     /// (`message__release_to_inflight`), so each message costs time proportional to the window: at
-    /// 1000 that walk was a sixth of the connector's CPU in `meshgate bench mqtt`. A few hundred
-    /// covers a broker on the same LAN at full speed (the window needs rate × round trip).
-    public static let defaultPublishInflight: Int32 = 100
+    /// 1000 that walk was a sixth of the connector's CPU in `meshgate bench mqtt`. The window needs
+    /// rate × round trip, and the round trip grows when the host is busy: at 100 the benchmark was
+    /// window-bound (0.7 of `mosquitto_pub -l`), at 300 it was not (docs/connectors.md, Egress).
+    public static let defaultPublishInflight: Int32 = 300
     public var reconnectBackoff: Duration = .seconds(1)
     public var reconnectMaxBackoff: Duration = .seconds(30)
     public var caFile: String?
