@@ -76,24 +76,28 @@ public final class Broker: Sendable {
             var touched: [(group: Int, count: Int)] = []
             var dataBytes = 0
             do throws(BrokerError) {
-                for event in request.events {
-                    let p = try prepare(event, ingress: ingress)
-                    dataBytes += event.data.count
-                    let key = ObjectIdentifier(p.log)
-                    let g: Int
-                    if let last = groups.indices.last, groups[last].log === p.log {
-                        g = last
-                    } else if let known = groupOf[key] {
-                        g = known
-                    } else {
-                        g = groups.count
-                        groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
-                        payloads.append([])
-                        groupOf[key] = g
+                // Through a buffer pointer, which lends each event: iterating or subscripting the
+                // array would copy every one.
+                try request.events.withUnsafeBufferPointer { (events) throws(BrokerError) in
+                    for index in events.indices {
+                        let p = try prepare(events[index], ingress: ingress)
+                        dataBytes += events[index].data.count
+                        let key = ObjectIdentifier(p.log)
+                        let g: Int
+                        if let last = groups.indices.last, groups[last].log === p.log {
+                            g = last
+                        } else if let known = groupOf[key] {
+                            g = known
+                        } else {
+                            g = groups.count
+                            groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
+                            payloads.append([])
+                            groupOf[key] = g
+                        }
+                        if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
+                        entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
+                        payloads[g].append(p.bytes)
                     }
-                    if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
-                    entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
-                    payloads[g].append(p.bytes)
                 }
             } catch {
                 // Take back what this request added; the groups it opened are the newest ones.
@@ -138,19 +142,19 @@ public final class Broker: Sendable {
         return try result.get()
     }
 
-    /// Fills and validates one event and encodes it for the log. Returns what the receipt and the
-    /// append need, and not the event itself: the publish path never copies an event again.
+    /// Validates one event and encodes it for the log as filled (SPEC §1). Returns what the
+    /// receipt and the append need: the publish path never copies an event.
     private func prepare(_ event: Event, ingress: String) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
         if event.data.count > options.maxEventBytes {
             throw BrokerError(.tooLarge, "event data of \(event.data.count) bytes exceeds the limit of \(options.maxEventBytes) bytes")
         }
-        var filled = event.filled(node: options.node, ingress: ingress)
+        // Filling sets every required attribute that is missing; only extensions can be invalid.
+        do { try event.validateExtensions() } catch { throw BrokerError(.invalidEvent, error.message) }
+        let topic = try topicLog(event.topic, create: options.autoCreateTopics)
+        let partition = topic.partition(forKey: event.partitionKey)
         // The origin site heads the hop list (SPEC §1); bridges append the sites an event crosses.
-        if filled.hops.isEmpty { filled.hops = [options.node] }
-        do { try filled.validate() } catch { throw BrokerError(.invalidEvent, error.message) }
-        let topic = try topicLog(filled.topic, create: options.autoCreateTopics)
-        let partition = topic.partition(forKey: filled.partitionKey)
-        return (filled.id, topic.partitions[partition], topic.topic.name, partition, EventCodec.encode(filled))
+        let (id, bytes) = EventCodec.encodeFilled(event, node: options.node, ingress: ingress, originHop: options.node)
+        return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
     }
 
     /// The topic's log; created with the default settings when `create` is set.

@@ -52,6 +52,24 @@ import Testing
         }
     }
 
+    @Test func encodingFilledEqualsEncodingTheFilledEvent() throws {
+        let now = Timestamp(microsecondsSinceEpoch: 1_709_210_096_000_000)
+        for event in try Self.samples() {
+            let (id, bytes) = EventCodec.encodeFilled(event, node: "n1", ingress: "tcp", originHop: "n1", now: now)
+            let filled = try EventCodec.decode(bytes)
+            #expect(filled.id == id && !id.isEmpty)
+            // Everything else is what `filled` sets, with the origin hop when there were none.
+            var expected = event.filled(node: "n1", ingress: "tcp", now: now)
+            expected.id = id
+            if expected.hops.isEmpty { expected.hops = ["n1"] }
+            #expect(filled == expected)
+            #expect(bytes == EventCodec.encode(expected))
+            // Attributes the event carried are kept, not replaced.
+            if !event.id.isEmpty { #expect(id == event.id) }
+            if event.time != nil { #expect(filled.time == event.time) }
+        }
+    }
+
     @Test func minimalEventIsSmallAndExact() throws {
         // version, flags, id "", source "", type "", topic "a", 0 extensions, 0 hops, 0 data
         #expect(EventCodec.encode(try Self.minimal()) == [1, 0, 0, 0, 0, 1, 0x61, 0, 0, 0])
