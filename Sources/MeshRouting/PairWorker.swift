@@ -124,6 +124,21 @@ final class PairWorker: Sendable {
     }
 
     private func run(topic: Topic, partition p: PartitionLog) async {
+        // The cursor commit of one batch (an fsync of the offsets journal) runs while the next
+        // batch is read and delivered; commits still land in batch order, each awaiting the one
+        // before. A crash between delivery and commit redelivers, as the at-least-once contract
+        // allows.
+        var committing: Task<Bool, Never>?
+        await deliverLoop(topic: topic, partition: p, committing: &committing)
+        if let committing { _ = await Self.finished(committing) }
+    }
+
+    /// Waits for a commit; cancelling the waiter stops the commit's retries (not a write under way).
+    private static func finished(_ commit: Task<Bool, Never>) async -> Bool {
+        await withTaskCancellationHandler { await commit.value } onCancel: { commit.cancel() }
+    }
+
+    private func deliverLoop(topic: Topic, partition p: PartitionLog, committing: inout Task<Bool, Never>?) async {
         var next = log.offsets.committed(group: group, topic: topic.name, partition: p.index) ?? p.startOffset
         let policy = spec.policy
         while !Task.isCancelled {
@@ -179,17 +194,25 @@ final class PairWorker: Sendable {
             }
             guard await deliver(items) else { return }
             let end = records.last!.offset + 1
-            while true {
-                do {
-                    try await log.offsets.commit(group: group, [GroupOffset(topic: topic.name, partition: p.index, offset: end)])
-                    break
-                } catch {
-                    if error.code == .closed { return }
-                    logger.error("\(group) cannot commit \(topic)#\(p.index)@\(end): \(error)")
-                    if (try? await Task.sleep(for: .seconds(1))) == nil { return }
-                }
-            }
+            if let previous = committing, await Self.finished(previous) == false { return }
+            let position = GroupOffset(topic: topic.name, partition: p.index, offset: end)
+            committing = Task { await self.commit(position) }
             next = end
+        }
+    }
+
+    /// Commits the cursor, retrying a failed commit every second. False when the log closed or
+    /// the task was cancelled first.
+    private func commit(_ position: GroupOffset) async -> Bool {
+        while true {
+            do {
+                try await log.offsets.commit(group: group, [position])
+                return true
+            } catch {
+                if error.code == .closed { return false }
+                logger.error("\(group) cannot commit \(position.topic)#\(position.partition)@\(position.offset): \(error)")
+                if (try? await Task.sleep(for: .seconds(1))) == nil { return false }
+            }
         }
     }
 
