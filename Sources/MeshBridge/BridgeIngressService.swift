@@ -52,7 +52,7 @@ public final class BridgeIngressService: BridgeIngress {
     }
     struct Key: Hashable, Sendable {
         let origin: String
-        let id: String
+        let id: DedupeID
     }
     private let state: Mutex<State>
     private let checkpointing = Mutex(false)
@@ -134,8 +134,8 @@ public final class BridgeIngressService: BridgeIngress {
                 }
                 // An event without hops came straight from the peer's own publishers.
                 let origin = event.hops.first ?? peer
-                let key = Key(origin: origin, id: event.id)
-                if s.window.contains(origin: origin, id: event.id) || batchKeys.contains(key) {
+                let key = Key(origin: origin, id: DedupeID(event.id))
+                if s.window.contains(origin: origin, id: key.id) || batchKeys.contains(key) {
                     receipts[i] = .duplicate
                     continue
                 }
