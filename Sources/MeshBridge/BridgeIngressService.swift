@@ -178,7 +178,15 @@ public final class BridgeIngressService: BridgeIngress {
             state.withLock { s in
                 for k in batchKeys { s.inFlight.remove(k) }
                 if case .success = result {
-                    for k in batchKeys { s.window.insert(origin: k.origin, id: k.id, at: now) }
+                    // Runs of one origin (a bridge batch is usually all one) go in together.
+                    var start = batchKeys.startIndex
+                    while start < batchKeys.endIndex {
+                        let origin = batchKeys[start].origin
+                        var end = start + 1
+                        while end < batchKeys.endIndex && batchKeys[end].origin == origin { end += 1 }
+                        s.window.insert(origin: origin, ids: batchKeys[start..<end].lazy.map(\.id), at: now)
+                        start = end
+                    }
                     s.dirty = true
                 }
                 s.tickets.remove(ticket)

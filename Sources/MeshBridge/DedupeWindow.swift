@@ -8,6 +8,14 @@ enum DedupeID: Hashable, Sendable {
     case ulid(EventID)
     case text(String)
 
+    /// A meshgate id's low 64 bits are random: they alone are a good hash.
+    func hash(into hasher: inout Hasher) {
+        switch self {
+        case .ulid(let id): hasher.combine(id.low)
+        case .text(let id): hasher.combine(id)
+        }
+    }
+
     init(_ id: String) {
         self = Self.canonicalULID(id).map { .ulid($0) } ?? .text(id)
     }
@@ -75,9 +83,14 @@ struct DedupeWindow: Sendable {
     }
 
     mutating func insert(origin: String, id: DedupeID, at now: Int64) {
+        insert(origin: origin, ids: CollectionOfOne(id), at: now)
+    }
+
+    /// Records several ids of one origin with one lookup of the origin.
+    mutating func insert(origin: String, ids: some Sequence<DedupeID>, at now: Int64) {
         var o = origins[origin] ?? Origin()
         origins[origin] = nil  // keep the value uniquely referenced while it changes
-        if o.ids.insert(id).inserted {
+        for id in ids where o.ids.insert(id).inserted {
             o.order.append((id, now))
         }
         while o.ids.count > limits.perOrigin || (o.head < o.order.count && now - o.order[o.head].at > limits.maxAgeMicros) {
