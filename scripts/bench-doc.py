@@ -274,7 +274,9 @@ if lat:
     w("An open loop (sends follow the clock, so a stall cannot hide) on one publishing connection, 100 B "
       "events stamped with their send time; the subscriber records now − stamp for each delivery. meshgate: "
       "a subscriber from `latest` on its own connection. JetStream: a push consumer (`DeliverNew`, no acks) "
-      "on its own connection — it delivers only what the stream has stored, like meshgate's subscribers.")
+      "on its own connection — it delivers only what the stream has stored, like meshgate's subscribers. "
+      "Neither run counts creating its stream or topic: the JetStream harness creates the stream first, and "
+      "meshgate's run stores one unstamped event, which creates the topic, before its clock starts.")
     w("")
     w("| load (events/s) | " + " | ".join(f"{SYSTEM_NAMES.get(k, k)} p50 / p99 (µs)" for k in lat) + " |")
     w("|---|" + "---|" * len(lat))
