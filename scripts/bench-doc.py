@@ -45,7 +45,12 @@ def target_text(f):
     kind, bound = t["kind"], t["bound"]
     return {"ratio_min": f"≥ {bound:g}× {f.get('peer', {}).get('name', 'peer')}",
             "ratio_max": f"≤ {bound:g}× {f.get('peer', {}).get('name', 'peer')}",
-            "value_max": f"≤ {bound:g} {f['unit']}", "value_min": f"≥ {bound:g} {f['unit']}"}[kind]
+            "value_max": f"≤ {bound_text(bound)} {f['unit']}", "value_min": f"≥ {bound_text(bound)} {f['unit']}"}[kind]
+
+
+def bound_text(bound):
+    """2,000,000 rather than 2e+06; 0.5 and 2 as they are."""
+    return f"{bound:,.0f}" if bound >= 1000 and float(bound).is_integer() else f"{bound:g}"
 
 
 def status(f):
