@@ -193,6 +193,42 @@ public enum EventCodec {
         }
     }
 
+    // MARK: Re-addressing
+
+    /// An encoded event with its topic replaced by `topic`, every other byte kept: what encoding
+    /// the decoded event with that topic would give, without decoding it. Also returns the event's
+    /// partition key, which picks its partition. Only the attributes before the key are read;
+    /// anything malformed among them throws, like `decode`.
+    public static func retopic(_ encoded: UnsafeRawBufferPointer, topic: Topic) throws(EventDecodingError) -> (bytes: [UInt8], partitionKey: String?) {
+        var reader = Reader(base: encoded)
+        let version = try reader.byte("version")
+        guard version == EventCodec.version else {
+            throw EventDecodingError(.unknownVersion, at: 0, "unknown encoding version \(version), expected \(EventCodec.version)")
+        }
+        let flags = try reader.byte("flags")
+        guard flags & ~Flag.known == 0 else {
+            throw EventDecodingError(.unknownFlags, at: 1, "unknown flag bits 0x\(String(flags & ~Flag.known, radix: 16)) in the flags byte")
+        }
+        for field: StaticString in ["id", "source", "type"] { reader.position += try reader.length(field) }
+        let topicStart = reader.position
+        reader.position += try reader.length("topic")
+        let topicEnd = reader.position
+        if flags & Flag.subject != 0 { reader.position += try reader.length("subject") }
+        if flags & Flag.time != 0 { _ = try reader.int64("time") }
+        if flags & Flag.datacontenttype != 0 { reader.position += try reader.length("datacontenttype") }
+        if flags & Flag.dataschema != 0 { reader.position += try reader.length("dataschema") }
+        let key = flags & Flag.partitionKey != 0 ? try reader.string("partitionkey") : nil
+        let size = encoded.count - (topicEnd - topicStart) + stringSize(topic.name)
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var writer = Writer(base: UnsafeMutableRawBufferPointer(buffer))
+            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[..<topicStart]))
+            writer.string(topic.name)
+            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[topicEnd...]))
+            initialized = writer.position
+        }
+        return (bytes, key)
+    }
+
     // MARK: Decoding
 
     public static func decode(_ bytes: [UInt8]) throws(EventDecodingError) -> Event {
