@@ -266,7 +266,8 @@ final class Transfer: @unchecked Sendable {
         self.request = request
         scratch.initializeMemory(as: Int32.self, repeating: 0, count: 2)
         (scratch + 8).initializeMemory(as: CChar.self, repeating: 0, count: Int(CURL_ERROR_SIZE))
-        for line in request.headers { headerList = curl_slist_append(headerList, line) }
+        // withCString: a native string lends its bytes; passing the String itself would copy them.
+        for line in request.headers { headerList = line.withCString { curl_slist_append(headerList, $0) } }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
         request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
         body = buffer
