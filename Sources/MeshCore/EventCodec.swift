@@ -201,14 +201,7 @@ public enum EventCodec {
     /// anything malformed among them throws, like `decode`.
     public static func retopic(_ encoded: UnsafeRawBufferPointer, topic: Topic) throws(EventDecodingError) -> (bytes: [UInt8], partitionKey: String?) {
         var reader = Reader(base: encoded)
-        let version = try reader.byte("version")
-        guard version == EventCodec.version else {
-            throw EventDecodingError(.unknownVersion, at: 0, "unknown encoding version \(version), expected \(EventCodec.version)")
-        }
-        let flags = try reader.byte("flags")
-        guard flags & ~Flag.known == 0 else {
-            throw EventDecodingError(.unknownFlags, at: 1, "unknown flag bits 0x\(String(flags & ~Flag.known, radix: 16)) in the flags byte")
-        }
+        let flags = try reader.versionAndFlags()
         for field: StaticString in ["id", "source", "type"] { reader.position += try reader.length(field) }
         let topicStart = reader.position
         reader.position += try reader.length("topic")
@@ -242,14 +235,7 @@ public enum EventCodec {
     /// the bytes that remain before anything is allocated.
     public static func decode(_ buffer: UnsafeRawBufferPointer) throws(EventDecodingError) -> Event {
         var reader = Reader(base: buffer)
-        let version = try reader.byte("version")
-        guard version == EventCodec.version else {
-            throw EventDecodingError(.unknownVersion, at: 0, "unknown encoding version \(version), expected \(EventCodec.version)")
-        }
-        let flags = try reader.byte("flags")
-        guard flags & ~Flag.known == 0 else {
-            throw EventDecodingError(.unknownFlags, at: 1, "unknown flag bits 0x\(String(flags & ~Flag.known, radix: 16)) in the flags byte")
-        }
+        let flags = try reader.versionAndFlags()
         let id = try reader.string("id")
         let source = try reader.string("source")
         let type = try reader.string("type")
@@ -310,6 +296,19 @@ public enum EventCodec {
         var position = 0
 
         var remaining: Int { base.count - position }
+
+        /// The first two bytes: a known version, then the flags of the optional attributes.
+        mutating func versionAndFlags() throws(EventDecodingError) -> UInt8 {
+            let version = try byte("version")
+            guard version == EventCodec.version else {
+                throw EventDecodingError(.unknownVersion, at: 0, "unknown encoding version \(version), expected \(EventCodec.version)")
+            }
+            let flags = try byte("flags")
+            guard flags & ~Flag.known == 0 else {
+                throw EventDecodingError(.unknownFlags, at: 1, "unknown flag bits 0x\(String(flags & ~Flag.known, radix: 16)) in the flags byte")
+            }
+            return flags
+        }
 
         @inline(__always)
         mutating func byte(_ field: StaticString) throws(EventDecodingError) -> UInt8 {
