@@ -45,7 +45,12 @@ def target_text(f):
     kind, bound = t["kind"], t["bound"]
     return {"ratio_min": f"≥ {bound:g}× {f.get('peer', {}).get('name', 'peer')}",
             "ratio_max": f"≤ {bound:g}× {f.get('peer', {}).get('name', 'peer')}",
-            "value_max": f"≤ {bound:g} {f['unit']}", "value_min": f"≥ {bound:g} {f['unit']}"}[kind]
+            "value_max": f"≤ {bound_text(bound)} {f['unit']}", "value_min": f"≥ {bound_text(bound)} {f['unit']}"}[kind]
+
+
+def bound_text(bound):
+    """2,000,000 rather than 2e+06; 0.5 and 2 as they are."""
+    return f"{bound:,.0f}" if bound >= 1000 and float(bound).is_integer() else f"{bound:g}"
 
 
 def status(f):
@@ -274,7 +279,9 @@ if lat:
     w("An open loop (sends follow the clock, so a stall cannot hide) on one publishing connection, 100 B "
       "events stamped with their send time; the subscriber records now − stamp for each delivery. meshgate: "
       "a subscriber from `latest` on its own connection. JetStream: a push consumer (`DeliverNew`, no acks) "
-      "on its own connection — it delivers only what the stream has stored, like meshgate's subscribers.")
+      "on its own connection — it delivers only what the stream has stored, like meshgate's subscribers. "
+      "Neither run counts creating its stream or topic: the JetStream harness creates the stream first, and "
+      "meshgate's run stores one unstamped event, which creates the topic, before its clock starts.")
     w("")
     w("| load (events/s) | " + " | ".join(f"{SYSTEM_NAMES.get(k, k)} p50 / p99 (µs)" for k in lat) + " |")
     w("|---|" + "---|" * len(lat))

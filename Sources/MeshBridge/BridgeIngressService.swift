@@ -52,7 +52,7 @@ public final class BridgeIngressService: BridgeIngress {
     }
     struct Key: Hashable, Sendable {
         let origin: String
-        let id: String
+        let id: DedupeID
     }
     private let state: Mutex<State>
     private let checkpointing = Mutex(false)
@@ -134,8 +134,8 @@ public final class BridgeIngressService: BridgeIngress {
                 }
                 // An event without hops came straight from the peer's own publishers.
                 let origin = event.hops.first ?? peer
-                let key = Key(origin: origin, id: event.id)
-                if s.window.contains(origin: origin, id: event.id) || batchKeys.contains(key) {
+                let key = Key(origin: origin, id: DedupeID(event.id))
+                if s.window.contains(origin: origin, id: key.id) || batchKeys.contains(key) {
                     receipts[i] = .duplicate
                     continue
                 }
@@ -178,7 +178,15 @@ public final class BridgeIngressService: BridgeIngress {
             state.withLock { s in
                 for k in batchKeys { s.inFlight.remove(k) }
                 if case .success = result {
-                    for k in batchKeys { s.window.insert(origin: k.origin, id: k.id, at: now) }
+                    // Runs of one origin (a bridge batch is usually all one) go in together.
+                    var start = batchKeys.startIndex
+                    while start < batchKeys.endIndex {
+                        let origin = batchKeys[start].origin
+                        var end = start + 1
+                        while end < batchKeys.endIndex && batchKeys[end].origin == origin { end += 1 }
+                        s.window.insert(origin: origin, ids: batchKeys[start..<end].lazy.map(\.id), at: now)
+                        start = end
+                    }
                     s.dirty = true
                 }
                 s.tickets.remove(ticket)

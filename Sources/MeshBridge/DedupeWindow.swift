@@ -1,5 +1,44 @@
 import MeshCore
 
+/// An event id as the dedupe window keeps it. meshgate's own ids (26 characters of Crockford
+/// base32 in their canonical upper-case form) are kept as their 128 bits, which hash and compare
+/// as two words instead of a heap string; any other id is kept as it is. Only the canonical form
+/// maps to `.ulid`, so two ids that differ as strings never share a key.
+enum DedupeID: Hashable, Sendable {
+    case ulid(EventID)
+    case text(String)
+
+    /// A meshgate id's low 64 bits are random: they alone are a good hash.
+    func hash(into hasher: inout Hasher) {
+        switch self {
+        case .ulid(let id): hasher.combine(id.low)
+        case .text(let id): hasher.combine(id)
+        }
+    }
+
+    init(_ id: String) {
+        self = Self.canonicalULID(id).map { .ulid($0) } ?? .text(id)
+    }
+
+    var text: String {
+        switch self {
+        case .ulid(let id): id.description
+        case .text(let id): id
+        }
+    }
+
+    /// The id when `text` is exactly how `EventID.description` writes it.
+    private static func canonicalULID(_ text: String) -> EventID? {
+        guard text.utf8.count == 26, text.utf8.allSatisfy(isCanonicalDigit) else { return nil }
+        return EventID(text)
+    }
+
+    /// 0-9 and A-Z without I, L, O and U: the digits `EventID.description` writes.
+    private static func isCanonicalDigit(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A && b != 0x49 && b != 0x4C && b != 0x4F && b != 0x55)
+    }
+}
+
 /// The ids this site holds per origin site, recent first out: bounded by a count per origin and
 /// by age. Not thread-safe; `BridgeIngressService` guards it.
 struct DedupeWindow: Sendable {
@@ -11,9 +50,9 @@ struct DedupeWindow: Sendable {
     }
 
     struct Origin: Sendable {
-        var ids: Set<String> = []
+        var ids: Set<DedupeID> = []
         /// Insertion order, for eviction: (id, recorded at µs). `head` is the oldest live entry.
-        var order: [(id: String, at: Int64)] = []
+        var order: [(id: DedupeID, at: Int64)] = []
         var head = 0
 
         mutating func compact() {
@@ -29,16 +68,29 @@ struct DedupeWindow: Sendable {
 
     init(limits: Limits = Limits()) { self.limits = limits }
 
-    func contains(origin: String, id: String) -> Bool {
+    func contains(origin: String, id: DedupeID) -> Bool {
         origins[origin]?.ids.contains(id) ?? false
+    }
+
+    func contains(origin: String, id: String) -> Bool {
+        contains(origin: origin, id: DedupeID(id))
     }
 
     var count: Int { origins.values.reduce(0) { $0 + $1.ids.count } }
 
     mutating func insert(origin: String, id: String, at now: Int64) {
+        insert(origin: origin, id: DedupeID(id), at: now)
+    }
+
+    mutating func insert(origin: String, id: DedupeID, at now: Int64) {
+        insert(origin: origin, ids: CollectionOfOne(id), at: now)
+    }
+
+    /// Records several ids of one origin with one lookup of the origin.
+    mutating func insert(origin: String, ids: some Sequence<DedupeID>, at now: Int64) {
         var o = origins[origin] ?? Origin()
         origins[origin] = nil  // keep the value uniquely referenced while it changes
-        if o.ids.insert(id).inserted {
+        for id in ids where o.ids.insert(id).inserted {
             o.order.append((id, now))
         }
         while o.ids.count > limits.perOrigin || (o.head < o.order.count && now - o.order[o.head].at > limits.maxAgeMicros) {
@@ -50,7 +102,7 @@ struct DedupeWindow: Sendable {
     }
 
     /// Every live entry, oldest first per origin.
-    var entries: [(origin: String, ids: ArraySlice<(id: String, at: Int64)>)] {
+    var entries: [(origin: String, ids: ArraySlice<(id: DedupeID, at: Int64)>)] {
         origins.sorted { $0.key < $1.key }.map { ($0.key, $0.value.order[$0.value.head...]) }
     }
 }
@@ -84,7 +136,7 @@ enum DedupeCheckpoint {
         u32(entries.count)
         for (origin, ids) in entries {
             string(origin); u32(ids.count)
-            for e in ids { string(e.id); i64(e.at) }
+            for e in ids { string(e.id.text); i64(e.at) }
         }
         u32(Int(fnv(out[...])))
         return out

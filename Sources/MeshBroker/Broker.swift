@@ -50,69 +50,87 @@ public final class Broker: Sendable {
     /// appended as one batch with consecutive offsets.
     public func publish(_ events: [Event], ingress: String,
                         completion: @escaping @Sendable (Result<[PublishReceipt], BrokerError>) -> Void) {
-        guard !events.isEmpty else { return completion(.success([])) }
+        publish([PublishRequest(events: events, completion: completion)], ingress: ingress)
+    }
+
+    /// Publishes several requests at once — a burst of frames read from one connection. Each
+    /// request is validated alone (a bad event fails its own request only) and gets its own
+    /// completion, but the events of all of them are appended as one batch per partition, so a
+    /// burst costs the log one queued append per partition instead of one per request. Within a
+    /// partition, offsets follow the order of `requests`.
+    public func publish(_ requests: [PublishRequest], ingress: String) {
         let api = metrics.api(ingress)
         let started = ContinuousClock.now
-        var bytes = 0
-        for e in events { bytes += e.data.count }
-        let dataBytes = bytes
-        let completion: @Sendable (Result<[PublishReceipt], BrokerError>) -> Void = { result in
-            switch result {
-            case .success(let receipts):
-                api.events.increment(by: receipts.count)
-                api.bytes.increment(by: dataBytes)
-                let (seconds, attoseconds) = (ContinuousClock.now - started).components
-                api.latency.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-            case .failure(let error):
+        var accepted: [PublishBurst.Request] = []
+        accepted.reserveCapacity(requests.count)
+        var entries: [PublishBurst.Entry] = []
+        var groups: [PublishBurst.Group] = []
+        var payloads: [[[UInt8]]] = []
+        var groupOf: [ObjectIdentifier: Int] = [:]
+        for request in requests {
+            if request.events.isEmpty {
+                request.completion(.success([]))
+                continue
+            }
+            let mark = (entries: entries.count, groups: groups.count)
+            var touched: [(group: Int, count: Int)] = []
+            var dataBytes = 0
+            do throws(BrokerError) {
+                // Through a buffer pointer, which lends each event: iterating or subscripting the
+                // array would copy every one.
+                try request.events.withUnsafeBufferPointer { (events) throws(BrokerError) in
+                    for index in events.indices {
+                        let p = try prepare(events[index], ingress: ingress)
+                        dataBytes += events[index].data.count
+                        let key = ObjectIdentifier(p.log)
+                        let g: Int
+                        if let last = groups.indices.last, groups[last].log === p.log {
+                            g = last
+                        } else if let known = groupOf[key] {
+                            g = known
+                        } else {
+                            g = groups.count
+                            groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
+                            payloads.append([])
+                            groupOf[key] = g
+                        }
+                        if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
+                        entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
+                        payloads[g].append(p.bytes)
+                    }
+                }
+            } catch {
+                // Take back what this request added; the groups it opened are the newest ones.
+                entries.removeSubrange(mark.entries...)
+                for (g, n) in touched.reversed() where g < mark.groups { payloads[g].removeLast(n) }
+                for g in groups.indices.dropFirst(mark.groups) { groupOf[ObjectIdentifier(groups[g].log)] = nil }
+                groups.removeSubrange(mark.groups...)
+                payloads.removeSubrange(mark.groups...)
                 api.failed(error.kind)
+                request.completion(.failure(error))
+                continue
             }
-            completion(result)
+            accepted.append(PublishBurst.Request(entries: mark.entries..<entries.count, dataBytes: dataBytes,
+                                                 completion: request.completion))
         }
-        var prepared: [(event: Event, topic: TopicLog, partition: Int, bytes: [UInt8])] = []
-        prepared.reserveCapacity(events.count)
-        do throws(BrokerError) {
-            for event in events {
-                prepared.append(try prepare(event, ingress: ingress))
-            }
-        } catch {
-            return completion(.failure(error))
-        }
-        let count = prepared.count
+        guard !accepted.isEmpty else { return }
+        let count = entries.count
         if pending.wrappingAdd(count, ordering: .relaxed).newValue > options.maxPendingAppends {
             pending.wrappingSubtract(count, ordering: .relaxed)
-            return completion(.failure(BrokerError(.overloaded, "the log has \(options.maxPendingAppends) appends waiting; retry shortly",
-                                                   retryAfterMilliseconds: options.retryAfterMilliseconds)))
-        }
-        if count == 1 {
-            let p = prepared[0]
-            p.topic.partitions[p.partition].append(p.bytes) { [self] result in
-                pending.wrappingSubtract(1, ordering: .relaxed)
-                completion(result.map { [PublishReceipt(id: p.event.id, topic: p.topic.topic.name, partition: p.partition, offset: $0)] }
-                    .mapError(BrokerError.init))
+            let error = BrokerError(.overloaded, "the log has \(options.maxPendingAppends) appends waiting; retry shortly",
+                                    retryAfterMilliseconds: options.retryAfterMilliseconds)
+            for request in accepted {
+                api.failed(error.kind)
+                request.completion(.failure(error))
             }
             return
         }
-        // Group by partition, keeping each event's index so receipts come back in request order.
-        var groups: [TopicPartition: (log: PartitionLog, indices: [Int], payloads: [[UInt8]])] = [:]
-        for (i, p) in prepared.enumerated() {
-            let key = TopicPartition(topic: p.topic.topic.name, partition: p.partition)
-            groups[key, default: (p.topic.partitions[p.partition], [], [])].indices.append(i)
-            groups[key]!.payloads.append(p.bytes)
-        }
-        let collector = BatchCollector(count: count, groups: groups.count, completion: completion)
-        let ids = prepared.map(\.event.id)
-        for (key, group) in groups {
-            group.log.append(batch: group.payloads) { [self] result in
-                pending.wrappingSubtract(group.indices.count, ordering: .relaxed)
-                switch result {
-                case .success(let first):
-                    for (k, index) in group.indices.enumerated() {
-                        collector.set(index, PublishReceipt(id: ids[index], topic: key.topic, partition: key.partition, offset: first + Int64(k)))
-                    }
-                    collector.groupDone(nil)
-                case .failure(let error):
-                    collector.groupDone(BrokerError(error))
-                }
+        let burst = PublishBurst(requests: accepted, entries: entries, groups: groups, api: api, started: started)
+        for (g, group) in groups.enumerated() {
+            let appended = payloads[g].count
+            group.log.append(batch: payloads[g]) { [self] result in
+                pending.wrappingSubtract(appended, ordering: .relaxed)
+                burst.groupDone(g, result.mapError(BrokerError.init))
             }
         }
     }
@@ -124,17 +142,19 @@ public final class Broker: Sendable {
         return try result.get()
     }
 
-    private func prepare(_ event: Event, ingress: String) throws(BrokerError) -> (event: Event, topic: TopicLog, partition: Int, bytes: [UInt8]) {
+    /// Validates one event and encodes it for the log as filled (SPEC §1). Returns what the
+    /// receipt and the append need: the publish path never copies an event.
+    private func prepare(_ event: Event, ingress: String) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
         if event.data.count > options.maxEventBytes {
             throw BrokerError(.tooLarge, "event data of \(event.data.count) bytes exceeds the limit of \(options.maxEventBytes) bytes")
         }
-        var filled = event.filled(node: options.node, ingress: ingress)
+        // Filling sets every required attribute that is missing; only extensions can be invalid.
+        do { try event.validateExtensions() } catch { throw BrokerError(.invalidEvent, error.message) }
+        let topic = try topicLog(event.topic, create: options.autoCreateTopics)
+        let partition = topic.partition(forKey: event.partitionKey)
         // The origin site heads the hop list (SPEC §1); bridges append the sites an event crosses.
-        if filled.hops.isEmpty { filled.hops = [options.node] }
-        do { try filled.validate() } catch { throw BrokerError(.invalidEvent, error.message) }
-        let topic = try topicLog(filled.topic, create: options.autoCreateTopics)
-        let partition = topic.partition(forKey: filled.partitionKey)
-        return (filled, topic, partition, EventCodec.encode(filled))
+        let (id, bytes) = EventCodec.encodeFilled(event, node: options.node, ingress: ingress, originHop: options.node)
+        return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
     }
 
     /// The topic's log; created with the default settings when `create` is set.
@@ -225,40 +245,87 @@ public final class Broker: Sendable {
     }
 }
 
-/// Gathers the receipts of a batch spread over several partitions.
-final class BatchCollector: @unchecked Sendable {
-    private let lock = NSLockLike()
-    private var receipts: [PublishReceipt?]
-    private var remaining: Int
-    private var failure: BrokerError?
-    private let completion: @Sendable (Result<[PublishReceipt], BrokerError>) -> Void
+/// One request of a publish burst: its events and where their receipts go.
+public struct PublishRequest: Sendable {
+    public let events: [Event]
+    public let completion: @Sendable (Result<[PublishReceipt], BrokerError>) -> Void
 
-    init(count: Int, groups: Int, completion: @escaping @Sendable (Result<[PublishReceipt], BrokerError>) -> Void) {
-        receipts = Array(repeating: nil, count: count)
-        remaining = groups
+    public init(events: [Event], completion: @escaping @Sendable (Result<[PublishReceipt], BrokerError>) -> Void) {
+        self.events = events
         self.completion = completion
-    }
-
-    func set(_ index: Int, _ receipt: PublishReceipt) {
-        lock.withLock { receipts[index] = receipt }
-    }
-
-    func groupDone(_ error: BrokerError?) {
-        let done = lock.withLock { () -> Bool in
-            if let error, failure == nil { failure = error }
-            remaining -= 1
-            return remaining == 0
-        }
-        guard done else { return }
-        if let failure { completion(.failure(failure)) } else { completion(.success(receipts.map { $0! })) }
     }
 }
 
-/// A plain mutex for classes whose state is not a single value.
-final class NSLockLike: Sendable {
-    private let mutex = Mutex(())
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        try mutex.withLock { _ in try body() }
+/// The appends of one publish burst, one per partition it touched. When the last is durable,
+/// every request gets its receipts — or the error of a partition that failed under it.
+final class PublishBurst: Sendable {
+    struct Request {
+        let entries: Range<Int>
+        let dataBytes: Int
+        let completion: @Sendable (Result<[PublishReceipt], BrokerError>) -> Void
+    }
+    struct Entry {
+        let id: String
+        let group: Int
+        /// The event's place in its partition's batch: its offset is the batch's first plus this.
+        let position: Int
+    }
+    struct Group {
+        let log: PartitionLog
+        let topic: String
+        let partition: Int
+    }
+
+    private let requests: [Request]
+    private let entries: [Entry]
+    private let groups: [Group]
+    private let api: PublishMetrics.API
+    private let started: ContinuousClock.Instant
+    /// Per group: the first offset of its batch, or its error; and how many groups are still out.
+    private let results: Mutex<(outcomes: [Result<Int64, BrokerError>?], remaining: Int)>
+
+    init(requests: [Request], entries: [Entry], groups: [Group], api: PublishMetrics.API, started: ContinuousClock.Instant) {
+        self.requests = requests
+        self.entries = entries
+        self.groups = groups
+        self.api = api
+        self.started = started
+        results = Mutex((Array(repeating: nil, count: groups.count), groups.count))
+    }
+
+    func groupDone(_ group: Int, _ result: Result<Int64, BrokerError>) {
+        let outcomes = results.withLock { r -> [Result<Int64, BrokerError>?]? in
+            r.outcomes[group] = result
+            r.remaining -= 1
+            return r.remaining == 0 ? r.outcomes : nil
+        }
+        guard let outcomes else { return }
+        let (seconds, attoseconds) = (ContinuousClock.now - started).components
+        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        for request in requests {
+            var receipts: [PublishReceipt] = []
+            receipts.reserveCapacity(request.entries.count)
+            var failure: BrokerError?
+            for e in request.entries {
+                let entry = entries[e]
+                switch outcomes[entry.group]! {
+                case .success(let first):
+                    let g = groups[entry.group]
+                    receipts.append(PublishReceipt(id: entry.id, topic: g.topic, partition: g.partition, offset: first + Int64(entry.position)))
+                case .failure(let error):
+                    failure = failure ?? error
+                }
+            }
+            if let failure {
+                api.failed(failure.kind)
+                request.completion(.failure(failure))
+            } else {
+                api.events.increment(by: receipts.count)
+                api.bytes.increment(by: request.dataBytes)
+                api.latency.recordNanoseconds(nanoseconds)
+                request.completion(.success(receipts))
+            }
+        }
     }
 }
 

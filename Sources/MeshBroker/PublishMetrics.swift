@@ -6,13 +6,22 @@ import Synchronization
 /// `maxAPIs` distinct names further ones share the `other` label, so a connector that invents
 /// ingress names cannot grow the label set without bound.
 final class PublishMetrics: Sendable {
-    struct API: Sendable {
+    /// A class, so the publish path hands one reference around rather than copying five.
+    final class API: Sendable {
         let events: CoreMetrics.Counter
         let bytes: CoreMetrics.Counter
         /// From the broker accepting a publish request to its last event being durable.
         let latency: CoreMetrics.Timer
         let factory: any MetricsFactory
         let name: String
+
+        init(events: CoreMetrics.Counter, bytes: CoreMetrics.Counter, latency: CoreMetrics.Timer, factory: any MetricsFactory, name: String) {
+            self.events = events
+            self.bytes = bytes
+            self.latency = latency
+            self.factory = factory
+            self.name = name
+        }
 
         func failed(_ code: BrokerError.Code) {
             Counter(label: "meshgate_publish_errors_total", dimensions: [("api", name), ("code", code.rawValue)], factory: factory)

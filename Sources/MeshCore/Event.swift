@@ -114,6 +114,11 @@ public struct Event: Hashable, Sendable {
         if id.isEmpty { throw EventError(attribute: "id", reason: "is required and may not be empty") }
         if source.isEmpty { throw EventError(attribute: "source", reason: "is required and may not be empty") }
         if type.isEmpty { throw EventError(attribute: "type", reason: "is required and may not be empty") }
+        try validateExtensions()
+    }
+
+    /// The checks `validate` makes besides the required attributes, which filling always sets.
+    public func validateExtensions() throws(EventError) {
         for (name, _) in extensions {
             try Self.validateExtensionName(name)
         }

@@ -23,13 +23,7 @@ public enum EventCodec {
     // MARK: Encoding
 
     public static func encode(_ event: Event) -> [UInt8] {
-        let size = encodedSize(event)
-        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            var writer = Writer(base: UnsafeMutableRawBufferPointer(buffer))
-            writer.write(event)
-            assert(writer.position == size)
-            initialized = size
-        }
+        encode(event, Header(event))
     }
 
     /// Appends the encoding to `buffer`, growing it once.
@@ -47,11 +41,56 @@ public enum EventCodec {
 
     /// The exact number of bytes `encode` produces for this event.
     public static func encodedSize(_ event: Event) -> Int {
+        encodedSize(event, Header(event))
+    }
+
+    /// Encodes the event as it is stored on publish — `event.filled(node:ingress:)`, with
+    /// `originHop` as its hop list when it has none — without copying it: every attribute the
+    /// filling sets is written in place of the event's own. Returns the id the encoding carries.
+    public static func encodeFilled(_ event: Event, node: String, ingress: String, originHop: String,
+                                    now: Timestamp = .now(), ids: EventIDGenerator = .shared) -> (id: String, bytes: [UInt8]) {
+        var header = Header(event)
+        if header.id.isEmpty { header.id = ids.next(milliseconds: UInt64(max(0, now.millisecondsSinceEpoch))).description }
+        if header.source.isEmpty { header.source = Event.defaultSource(node: node, ingress: ingress) }
+        if header.type.isEmpty { header.type = Event.defaultType }
+        if header.time == nil { header.time = now }
+        if header.hops.isEmpty { header.hops = [originHop] }
+        return (header.id, encode(event, header))
+    }
+
+    /// The attributes filling may replace; the rest of an encoding always comes from the event.
+    struct Header {
+        var id: String
+        var source: String
+        var type: String
+        var time: Timestamp?
+        var hops: [String]
+
+        init(_ event: Event) {
+            id = event.id
+            source = event.source
+            type = event.type
+            time = event.time
+            hops = event.hops
+        }
+    }
+
+    private static func encode(_ event: Event, _ header: Header) -> [UInt8] {
+        let size = encodedSize(event, header)
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var writer = Writer(base: UnsafeMutableRawBufferPointer(buffer))
+            writer.write(event, header)
+            assert(writer.position == size)
+            initialized = size
+        }
+    }
+
+    static func encodedSize(_ event: Event, _ header: Header) -> Int {
         var size = 2
-        size += stringSize(event.id) + stringSize(event.source) + stringSize(event.type)
+        size += stringSize(header.id) + stringSize(header.source) + stringSize(header.type)
         size += stringSize(event.topic.name)
         if let s = event.subject { size += stringSize(s) }
-        if event.time != nil { size += 8 }
+        if header.time != nil { size += 8 }
         if let s = event.datacontenttype { size += stringSize(s) }
         if let s = event.dataschema { size += stringSize(s) }
         if let s = event.partitionKey { size += stringSize(s) }
@@ -59,8 +98,8 @@ public enum EventCodec {
         if let s = event.tracestate { size += stringSize(s) }
         size += varintSize(UInt64(event.extensions.count))
         for (name, value) in event.extensions { size += stringSize(name) + stringSize(value) }
-        size += varintSize(UInt64(event.hops.count))
-        for hop in event.hops { size += stringSize(hop) }
+        size += varintSize(UInt64(header.hops.count))
+        for hop in header.hops { size += stringSize(hop) }
         size += varintSize(UInt64(event.data.count)) + event.data.count
         return size
     }
@@ -83,9 +122,13 @@ public enum EventCodec {
         var position = 0
 
         mutating func write(_ event: Event) {
+            write(event, Header(event))
+        }
+
+        mutating func write(_ event: Event, _ header: Header) {
             var flags: UInt8 = 0
             if event.subject != nil { flags |= Flag.subject }
-            if event.time != nil { flags |= Flag.time }
+            if header.time != nil { flags |= Flag.time }
             if event.datacontenttype != nil { flags |= Flag.datacontenttype }
             if event.dataschema != nil { flags |= Flag.dataschema }
             if event.partitionKey != nil { flags |= Flag.partitionKey }
@@ -93,12 +136,12 @@ public enum EventCodec {
             if event.tracestate != nil { flags |= Flag.tracestate }
             byte(EventCodec.version)
             byte(flags)
-            string(event.id)
-            string(event.source)
-            string(event.type)
+            string(header.id)
+            string(header.source)
+            string(header.type)
             string(event.topic.name)
             if let s = event.subject { string(s) }
-            if let t = event.time {
+            if let t = header.time {
                 base.storeBytes(of: t.microsecondsSinceEpoch.littleEndian, toByteOffset: position, as: Int64.self)
                 position += 8
             }
@@ -112,8 +155,8 @@ public enum EventCodec {
                 string(name)
                 string(value)
             }
-            varint(UInt64(event.hops.count))
-            for hop in event.hops { string(hop) }
+            varint(UInt64(header.hops.count))
+            for hop in header.hops { string(hop) }
             varint(UInt64(event.data.count))
             event.data.withUnsafeBytes { bytes($0) }
         }
@@ -150,6 +193,35 @@ public enum EventCodec {
         }
     }
 
+    // MARK: Re-addressing
+
+    /// An encoded event with its topic replaced by `topic`, every other byte kept: what encoding
+    /// the decoded event with that topic would give, without decoding it. Also returns the event's
+    /// partition key, which picks its partition. Only the attributes before the key are read;
+    /// anything malformed among them throws, like `decode`.
+    public static func retopic(_ encoded: UnsafeRawBufferPointer, topic: Topic) throws(EventDecodingError) -> (bytes: [UInt8], partitionKey: String?) {
+        var reader = Reader(base: encoded)
+        let flags = try reader.versionAndFlags()
+        for field: StaticString in ["id", "source", "type"] { reader.position += try reader.length(field) }
+        let topicStart = reader.position
+        reader.position += try reader.length("topic")
+        let topicEnd = reader.position
+        if flags & Flag.subject != 0 { reader.position += try reader.length("subject") }
+        if flags & Flag.time != 0 { _ = try reader.int64("time") }
+        if flags & Flag.datacontenttype != 0 { reader.position += try reader.length("datacontenttype") }
+        if flags & Flag.dataschema != 0 { reader.position += try reader.length("dataschema") }
+        let key = flags & Flag.partitionKey != 0 ? try reader.string("partitionkey") : nil
+        let size = encoded.count - (topicEnd - topicStart) + stringSize(topic.name)
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var writer = Writer(base: UnsafeMutableRawBufferPointer(buffer))
+            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[..<topicStart]))
+            writer.string(topic.name)
+            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[topicEnd...]))
+            initialized = writer.position
+        }
+        return (bytes, key)
+    }
+
     // MARK: Decoding
 
     public static func decode(_ bytes: [UInt8]) throws(EventDecodingError) -> Event {
@@ -163,14 +235,7 @@ public enum EventCodec {
     /// the bytes that remain before anything is allocated.
     public static func decode(_ buffer: UnsafeRawBufferPointer) throws(EventDecodingError) -> Event {
         var reader = Reader(base: buffer)
-        let version = try reader.byte("version")
-        guard version == EventCodec.version else {
-            throw EventDecodingError(.unknownVersion, at: 0, "unknown encoding version \(version), expected \(EventCodec.version)")
-        }
-        let flags = try reader.byte("flags")
-        guard flags & ~Flag.known == 0 else {
-            throw EventDecodingError(.unknownFlags, at: 1, "unknown flag bits 0x\(String(flags & ~Flag.known, radix: 16)) in the flags byte")
-        }
+        let flags = try reader.versionAndFlags()
         let id = try reader.string("id")
         let source = try reader.string("source")
         let type = try reader.string("type")
@@ -231,6 +296,19 @@ public enum EventCodec {
         var position = 0
 
         var remaining: Int { base.count - position }
+
+        /// The first two bytes: a known version, then the flags of the optional attributes.
+        mutating func versionAndFlags() throws(EventDecodingError) -> UInt8 {
+            let version = try byte("version")
+            guard version == EventCodec.version else {
+                throw EventDecodingError(.unknownVersion, at: 0, "unknown encoding version \(version), expected \(EventCodec.version)")
+            }
+            let flags = try byte("flags")
+            guard flags & ~Flag.known == 0 else {
+                throw EventDecodingError(.unknownFlags, at: 1, "unknown flag bits 0x\(String(flags & ~Flag.known, radix: 16)) in the flags byte")
+            }
+            return flags
+        }
 
         @inline(__always)
         mutating func byte(_ field: StaticString) throws(EventDecodingError) -> UInt8 {

@@ -15,6 +15,25 @@ public protocol Destination: Sendable {
     var acceptsBatches: Bool { get }
     /// Delivers all of `events` (in order) or throws; a retry resends the whole batch.
     func deliver(batch events: [Event]) async throws(DeliveryError)
+    /// True for destinations that take events in the log's own encoding: a route with no filter,
+    /// no transform and a topic template that reads no attribute then hands them each read batch
+    /// re-addressed (`EventCodec.retopic`), never decoding an event.
+    var acceptsEncoded: Bool { get }
+    /// Delivers all of `events` (in order) or throws, as `deliver(batch:)`.
+    func deliver(encoded events: [EncodedEvent]) async throws(DeliveryError)
+}
+
+/// An event in the log's encoding, already addressed to its destination topic.
+public struct EncodedEvent: Sendable {
+    public let topic: Topic
+    public let partitionKey: String?
+    public let bytes: [UInt8]
+
+    public init(topic: Topic, partitionKey: String?, bytes: [UInt8]) {
+        self.topic = topic
+        self.partitionKey = partitionKey
+        self.bytes = bytes
+    }
 }
 
 extension Destination {
@@ -22,6 +41,19 @@ extension Destination {
 
     public func deliver(batch events: [Event]) async throws(DeliveryError) {
         for event in events { try await deliver(event) }
+    }
+
+    public var acceptsEncoded: Bool { false }
+
+    public func deliver(encoded events: [EncodedEvent]) async throws(DeliveryError) {
+        var decoded: [Event] = []
+        decoded.reserveCapacity(events.count)
+        for e in events {
+            do { decoded.append(try EventCodec.decode(e.bytes)) } catch {
+                throw DeliveryError("an encoded event is not an event: \(error.message)", retryable: false)
+            }
+        }
+        try await deliver(batch: decoded)
     }
 }
 
@@ -77,17 +109,25 @@ public struct LogTopicDestination: Destination {
     public var acceptsBatches: Bool { true }
 
     public func deliver(batch events: [Event]) async throws(DeliveryError) {
+        try await deliver(encoded: events.map { EncodedEvent(topic: $0.topic, partitionKey: $0.partitionKey, bytes: EventCodec.encode($0)) })
+    }
+
+    public var acceptsEncoded: Bool { true }
+
+    public func deliver(encoded events: [EncodedEvent]) async throws(DeliveryError) {
         var groups: [(partition: PartitionLog, payloads: [[UInt8]])] = []
         var groupOf: [ObjectIdentifier: Int] = [:]
+        var topic: TopicLog?
         for event in events {
             let partition: PartitionLog
             do {
-                let topic = try log.createTopic(event.topic)
-                partition = topic.partitions[topic.partition(forKey: event.partitionKey)]
+                // A batch is usually all one topic: look it up once.
+                if topic?.topic != event.topic { topic = try log.createTopic(event.topic) }
+                partition = topic!.partitions[topic!.partition(forKey: event.partitionKey)]
             } catch {
                 throw DeliveryError("cannot append to \(event.topic): \(error)", retryable: true)
             }
-            let payload = EventCodec.encode(event)
+            let payload = event.bytes
             if let i = groupOf[ObjectIdentifier(partition)] {
                 groups[i].payloads.append(payload)
             } else {

@@ -20,6 +20,9 @@ final class PairWorker: Sendable {
     private let log: DurableLog
     private let logger: Logger
     private let fresh: Bool
+    /// Events go through unchanged but for their topic: no filter, no transform, a topic
+    /// template that reads no attribute, and a destination that takes the log's encoding.
+    private let passThrough: Bool
 
     private struct State {
         var topics: [String: TopicLog] = [:]
@@ -38,6 +41,8 @@ final class PairWorker: Sendable {
         self.log = log
         self.logger = logger
         fresh = log.offsets.committed(group: group).isEmpty
+        passThrough = route.filter == nil && spec.transform.isEmpty && !spec.topicTemplate.readsAttributes
+            && destination?.acceptsEncoded == true
     }
 
     static let marker = GroupOffset(topic: "", partition: 0, offset: 0)
@@ -124,6 +129,21 @@ final class PairWorker: Sendable {
     }
 
     private func run(topic: Topic, partition p: PartitionLog) async {
+        // The cursor commit of one batch (an fsync of the offsets journal) runs while the next
+        // batch is read and delivered; commits still land in batch order, each awaiting the one
+        // before. A crash between delivery and commit redelivers, as the at-least-once contract
+        // allows.
+        var committing: Task<Bool, Never>?
+        await deliverLoop(topic: topic, partition: p, committing: &committing)
+        if let committing { _ = await Self.finished(committing) }
+    }
+
+    /// Waits for a commit; cancelling the waiter stops the commit's retries (not a write under way).
+    private static func finished(_ commit: Task<Bool, Never>) async -> Bool {
+        await withTaskCancellationHandler { await commit.value } onCancel: { commit.cancel() }
+    }
+
+    private func deliverLoop(topic: Topic, partition p: PartitionLog, committing: inout Task<Bool, Never>?) async {
         var next = log.offsets.committed(group: group, topic: topic.name, partition: p.index) ?? p.startOffset
         let policy = spec.policy
         while !Task.isCancelled {
@@ -151,57 +171,106 @@ final class PairWorker: Sendable {
                 if p.endOffset <= next, (try? await Task.sleep(for: .milliseconds(100))) == nil { return }
                 continue
             }
-            var items: [Item] = []
-            items.reserveCapacity(records.count)
-            for r in records {
-                counters.add(counters.read)
-                let event: Event
-                do { event = try EventCodec.decode(r.payload) } catch {
-                    counters.add(counters.undecodable)
-                    logger.error("\(group): record \(topic)#\(p.index)@\(r.offset) is not an event (\(error)); skipped")
-                    continue
+            if passThrough, let encoded = readdressed(records, from: topic) {
+                counters.add(counters.read, records.count)
+                counters.add(counters.matched, records.count)
+                switch await deliverBatch(count: encoded.count, { (destination) throws(DeliveryError) in
+                    try await destination.deliver(encoded: encoded)
+                }) {
+                case .delivered: break
+                case .cancelled: return
+                case .gaveUp:
+                    // One by one, decoded: the policy dead-letters what fails alone.
+                    guard await deliver(items(of: records, topic: topic, partition: p, counting: false), tryBatch: false) else { return }
                 }
-                if let filter = route.filter {
-                    switch filter.matches(CESQLInput(event)) {
-                    case .matched: break
-                    case .notMatched:
-                        counters.add(counters.notMatched)
-                        continue
-                    case .error:
-                        counters.add(counters.filterErrors)
-                        counters.add(counters.notMatched)
-                        continue
-                    }
-                }
-                counters.add(counters.matched)
-                let captures = route.source.pattern.captures(topic) ?? []
-                items.append(Item(original: event, prepared: Result { () throws(DeliveryError) in try spec.prepare(event, captures: captures) }))
+            } else {
+                guard await deliver(items(of: records, topic: topic, partition: p, counting: true), tryBatch: true) else { return }
             }
-            guard await deliver(items) else { return }
             let end = records.last!.offset + 1
-            while true {
-                do {
-                    try await log.offsets.commit(group: group, [GroupOffset(topic: topic.name, partition: p.index, offset: end)])
-                    break
-                } catch {
-                    if error.code == .closed { return }
-                    logger.error("\(group) cannot commit \(topic)#\(p.index)@\(end): \(error)")
-                    if (try? await Task.sleep(for: .seconds(1))) == nil { return }
-                }
-            }
+            if let previous = committing, await Self.finished(previous) == false { return }
+            let position = GroupOffset(topic: topic.name, partition: p.index, offset: end)
+            committing = Task { await self.commit(position) }
             next = end
         }
     }
 
-    /// Delivers a batch under the ordering policy. False when cancelled.
-    private func deliver(_ items: [Item]) async -> Bool {
+    /// The batch re-addressed to the rendered topic in the log's own encoding, for a pass-through
+    /// pair; nil when any record needs the full path (it is not an event, or the rendered topic is
+    /// invalid), which then reports it.
+    private func readdressed(_ records: [LogRecord], from topic: Topic) -> [EncodedEvent]? {
+        let captures = route.source.pattern.captures(topic) ?? []
+        guard let target = try? Topic(spec.topicTemplate.render(topic: topic, captures: captures)) else { return nil }
+        var out: [EncodedEvent] = []
+        out.reserveCapacity(records.count)
+        for r in records {
+            let result = r.payload.withUnsafeBytes { raw in
+                Result { () throws(EventDecodingError) in try EventCodec.retopic(raw, topic: target) }
+            }
+            guard case .success(let (bytes, key)) = result else { return nil }
+            out.append(EncodedEvent(topic: target, partitionKey: key, bytes: bytes))
+        }
+        return out
+    }
+
+    /// The batch decoded, filtered and transformed for delivery; `counting` is off when the batch
+    /// was counted already (a pass-through batch falling back to one by one).
+    private func items(of records: [LogRecord], topic: Topic, partition p: PartitionLog, counting: Bool) -> [Item] {
+        var items: [Item] = []
+        items.reserveCapacity(records.count)
+        for r in records {
+            if counting { counters.add(counters.read) }
+            let event: Event
+            do { event = try EventCodec.decode(r.payload) } catch {
+                if counting { counters.add(counters.undecodable) }
+                logger.error("\(group): record \(topic)#\(p.index)@\(r.offset) is not an event (\(error)); skipped")
+                continue
+            }
+            if let filter = route.filter {
+                switch filter.matches(CESQLInput(event)) {
+                case .matched: break
+                case .notMatched:
+                    counters.add(counters.notMatched)
+                    continue
+                case .error:
+                    counters.add(counters.filterErrors)
+                    counters.add(counters.notMatched)
+                    continue
+                }
+            }
+            if counting { counters.add(counters.matched) }
+            let captures = route.source.pattern.captures(topic) ?? []
+            items.append(Item(original: event, prepared: Result { () throws(DeliveryError) in try spec.prepare(event, captures: captures) }))
+        }
+        return items
+    }
+
+    /// Commits the cursor, retrying a failed commit every second. False when the log closed or
+    /// the task was cancelled first.
+    private func commit(_ position: GroupOffset) async -> Bool {
+        while true {
+            do {
+                try await log.offsets.commit(group: group, [position])
+                return true
+            } catch {
+                if error.code == .closed { return false }
+                logger.error("\(group) cannot commit \(position.topic)#\(position.partition)@\(position.offset): \(error)")
+                if (try? await Task.sleep(for: .seconds(1))) == nil { return false }
+            }
+        }
+    }
+
+    /// Delivers a batch under the ordering policy (as one batch first, when `tryBatch` and the
+    /// destination takes batches). False when cancelled.
+    private func deliver(_ items: [Item], tryBatch: Bool) async -> Bool {
         if items.isEmpty { return true }
-        if destination?.acceptsBatches == true {
+        if tryBatch, destination?.acceptsBatches == true {
             var events: [Event] = []
             events.reserveCapacity(items.count)
             for item in items { if case .success(let e) = item.prepared { events.append(e) } }
             if events.count == items.count {
-                switch await deliverBatch(events) {
+                switch await deliverBatch(count: events.count, { (destination) throws(DeliveryError) in
+                    try await destination.deliver(batch: events)
+                }) {
                 case .delivered: return true
                 case .cancelled: return false
                 case .gaveUp: break  // one by one below: the policy dead-letters what fails alone
@@ -251,7 +320,7 @@ final class PairWorker: Sendable {
 
     /// Delivers a whole batch, retrying it under the policy; a failure the policy would give up on
     /// (not retryable, attempts or time exhausted) hands the batch back to per-event delivery.
-    private func deliverBatch(_ events: [Event]) async -> BatchOutcome {
+    private func deliverBatch(count: Int, _ send: (any Destination) async throws(DeliveryError) -> Void) async -> BatchOutcome {
         guard let destination else { return .cancelled }
         let policy = spec.policy
         let clock = ContinuousClock()
@@ -261,8 +330,8 @@ final class PairWorker: Sendable {
             if Task.isCancelled { return .cancelled }
             let failure: DeliveryError
             do throws(DeliveryError) {
-                try await destination.deliver(batch: events)
-                counters.add(counters.delivered, events.count)
+                try await send(destination)
+                counters.add(counters.delivered, count)
                 return .delivered
             } catch {
                 failure = error

@@ -94,7 +94,7 @@ public struct DeliveryPolicy: Hashable, Sendable {
 
     public init(attempts: Int? = nil, backoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30),
                 maxElapsed: Duration? = nil, jitter: Bool = true, retryOn: Set<String> = ["5xx", "429", "425", "408"],
-                respectRetryAfter: Bool = true, ordering: Ordering = .key, inFlight: Int = 16, buffer: Int = 256,
+                respectRetryAfter: Bool = true, ordering: Ordering = .key, inFlight: Int = 16, buffer: Int = 1024,
                 startAtEarliest: Bool = false) {
         self.attempts = attempts
         self.backoff = backoff

@@ -73,6 +73,9 @@ public struct Template: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { text }
 
+    /// True when rendering needs the event itself (an `{attribute}` piece), not just its topic.
+    public var readsAttributes: Bool { pieces.contains { if case .attribute = $0 { true } else { false } } }
+
     public var isConstant: Bool { pieces.allSatisfy { if case .literal = $0 { true } else { false } } }
 
     public func render(topic: Topic, captures: [String], event: Event? = nil) -> String {

@@ -29,6 +29,9 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     static let maxPullBytes = 1 << 20
     /// Output beyond this is flushed at once rather than at the end of the read burst.
     static let flushThreshold = 64 << 10
+    /// Publishes of one read burst go to the broker together, at the end of the burst or once
+    /// they hold this many events.
+    static let burstEvents = 1024
 
     private final class OpenSubscription {
         let id: UInt32
@@ -69,6 +72,9 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     /// GOODBYE and close, held back until the commits made before them are durable.
     private var heldActions: [ServerConnectionStateMachine.Action] = []
     private let completions = CompletionMailbox()
+    /// PUBLISH requests decoded in this read burst, not yet handed to the broker.
+    private var burst: [PublishRequest] = []
+    private var burstEvents = 0
     /// EVENT frames written on this connection, for status and tests.
     private(set) var eventsWritten = 0
     /// Who HELLO's token says this is; everything is allowed while authentication is off.
@@ -106,6 +112,9 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
         heartbeat?.cancel()
         heartbeat = nil
         registry.remove(context.channel)
+        // Requests read in full are stored even though their acknowledgements can no longer reach
+        // the client, as they would have been had the burst ended before the connection did.
+        submitBurst()
         run(machine.channelClosed())
         for open in subscriptions.values { open.broker.close() }
         subscriptions.removeAll()
@@ -115,10 +124,12 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         run(machine.received(unwrapInboundIn(data)))
+        if burstEvents >= Self.burstEvents { submitBurst() }
         if out.readableBytes >= Self.flushThreshold { flush() }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        submitBurst()
         flush()
         context.fireChannelReadComplete()
     }
@@ -209,11 +220,12 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                     }
                     ingress.publish(events, from: hello.clientName) { result in completions.post(requestID, result) }
                 } else {
-                    broker.publish(events, ingress: configuration.ingress) { result in
+                    burst.append(PublishRequest(events: events) { result in
                         completions.post(requestID, result
                             .map { $0.map { MeshWire.PublishReceipt(partition: UInt32($0.partition), offset: UInt64($0.offset)) } }
                             .mapError { WireError(broker: $0) })
-                    }
+                    })
+                    burstEvents += events.count
                 }
             case .subscribe(let request):
                 subscribe(request)
@@ -224,10 +236,20 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
             case .unsubscribe(let id):
                 endSubscription(id)
             case .close(let error):
+                submitBurst()
                 if error?.code == .authenticationFailed, machine.hello?.token == nil { configuration.access.noteMissingCredential() }
                 close()
             }
         }
+    }
+
+    /// Hands the burst's publishes to the broker: one append per partition for all of them.
+    private func submitBurst() {
+        guard !burst.isEmpty else { return }
+        let requests = burst
+        burst.removeAll(keepingCapacity: true)
+        burstEvents = 0
+        broker.publish(requests, ingress: configuration.ingress)
     }
 
     private func flush() {

@@ -74,7 +74,7 @@ enum CloudEventsHTTPEncoding {
         key("topic"); string(e.topic.name, into: &out)
         if !e.data.isEmpty {
             let jsonType = e.datacontenttype.map(isJSON) ?? true
-            if jsonType, (try? JSONSerialization.jsonObject(with: Data(e.data), options: [.fragmentsAllowed])) != nil {
+            if jsonType, isValidJSON(e.data) {
                 key("data"); out.append(contentsOf: e.data)
             } else if !jsonType, let s = String(validating: e.data, as: UTF8.self) {
                 key("data"); string(s, into: &out)
@@ -95,10 +95,135 @@ enum CloudEventsHTTPEncoding {
         return out
     }
 
-    /// `application/json`, `text/json` and any `+json` media type.
+    /// `application/json`, `text/json` and any `+json` media type (case-insensitive, parameters
+    /// and surrounding blanks ignored). Byte by byte: it runs for every event of a batch.
     static func isJSON(_ contentType: String) -> Bool {
-        let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        return media == "application/json" || media == "text/json" || media.hasSuffix("+json")
+        var utf8 = Substring(contentType).utf8
+        if let semicolon = utf8.firstIndex(of: UInt8(ascii: ";")) { utf8 = utf8[..<semicolon] }
+        func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
+        while let b = utf8.first, blank(b) { utf8 = utf8.dropFirst() }
+        while let b = utf8.last, blank(b) { utf8 = utf8.dropLast() }
+        func hasSuffix(_ suffix: String) -> Bool {
+            utf8.count >= suffix.utf8.count && zip(utf8.suffix(suffix.utf8.count), suffix.utf8).allSatisfy { lower($0) == $1 }
+        }
+        func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
+        func equals(_ s: String) -> Bool { utf8.count == s.utf8.count && hasSuffix(s) }
+        return equals("application/json") || equals("text/json") || hasSuffix("+json")
+    }
+
+    /// Whether `bytes` are one JSON value (RFC 8259, surrounding whitespace allowed) in valid
+    /// UTF-8: only then is `data` inlined in a structured event. A scan, building nothing;
+    /// nesting deeper than 512 counts as not JSON (the data then goes as `data_base64`).
+    static func isValidJSON(_ bytes: [UInt8]) -> Bool {
+        var nonASCII = false
+        let valid = bytes.withUnsafeBufferPointer { b -> Bool in
+            var i = 0
+            let n = b.count
+            // Open containers, innermost last: true for an object, false for an array.
+            var stack: [Bool] = []
+            func skipSpace() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
+            func digits() -> Bool {
+                let start = i
+                while i < n, b[i] >= 0x30 && b[i] <= 0x39 { i += 1 }
+                return i > start
+            }
+            func string() -> Bool {  // at the opening quote
+                i += 1
+                while i < n {
+                    let c = b[i]
+                    if c == 0x22 { i += 1; return true }
+                    if c < 0x20 { return false }
+                    if c >= 0x80 { nonASCII = true }
+                    if c == 0x5C {
+                        i += 1
+                        guard i < n else { return false }
+                        switch b[i] {
+                        case 0x22, 0x5C, 0x2F, UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"): break
+                        case UInt8(ascii: "u"):
+                            guard i + 4 < n else { return false }
+                            for k in 1...4 {
+                                let h = b[i + k] | 0x20
+                                guard (h >= 0x30 && h <= 0x39) || (h >= UInt8(ascii: "a") && h <= UInt8(ascii: "f")) else { return false }
+                            }
+                            i += 4
+                        default: return false
+                        }
+                    }
+                    i += 1
+                }
+                return false
+            }
+            func literal(_ word: StaticString) -> Bool {
+                let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+                guard n - i >= w.count, UnsafeBufferPointer(rebasing: b[i..<i + w.count]).elementsEqual(w) else { return false }
+                i += w.count
+                return true
+            }
+            func number() -> Bool {
+                if b[i] == UInt8(ascii: "-") { i += 1 }
+                guard i < n else { return false }
+                if b[i] == 0x30 { i += 1 } else if !digits() { return false }
+                if i < n, b[i] == UInt8(ascii: ".") { i += 1; guard digits() else { return false } }
+                if i < n, b[i] | 0x20 == UInt8(ascii: "e") {
+                    i += 1
+                    if i < n, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
+                    guard digits() else { return false }
+                }
+                return true
+            }
+            while true {
+                // A value.
+                skipSpace()
+                guard i < n else { return false }
+                switch b[i] {
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    let object = b[i] == UInt8(ascii: "{")
+                    i += 1
+                    skipSpace()
+                    if i < n, b[i] == (object ? UInt8(ascii: "}") : UInt8(ascii: "]")) {
+                        i += 1  // empty: a complete value, handled below
+                    } else {
+                        guard stack.count < 512 else { return false }
+                        stack.append(object)
+                        if object {
+                            guard i < n, b[i] == 0x22, string() else { return false }
+                            skipSpace()
+                            guard i < n, b[i] == UInt8(ascii: ":") else { return false }
+                            i += 1
+                        }
+                        continue
+                    }
+                case 0x22: guard string() else { return false }
+                case UInt8(ascii: "t"): guard literal("true") else { return false }
+                case UInt8(ascii: "f"): guard literal("false") else { return false }
+                case UInt8(ascii: "n"): guard literal("null") else { return false }
+                case UInt8(ascii: "-"), 0x30...0x39: guard number() else { return false }
+                default: return false
+                }
+                // After a complete value: the next member or element, or close containers.
+                while true {
+                    skipSpace()
+                    guard let object = stack.last else { return i == n }
+                    guard i < n else { return false }
+                    if b[i] == UInt8(ascii: ",") {
+                        i += 1
+                        if object {
+                            skipSpace()
+                            guard i < n, b[i] == 0x22, string() else { return false }
+                            skipSpace()
+                            guard i < n, b[i] == UInt8(ascii: ":") else { return false }
+                            i += 1
+                        }
+                        break
+                    }
+                    guard b[i] == (object ? UInt8(ascii: "}") : UInt8(ascii: "]")) else { return false }
+                    i += 1
+                    stack.removeLast()
+                }
+            }
+        }
+        // Bytes past ASCII must be UTF-8, as JSON text is: checked only when there are any.
+        return valid && (!nonASCII || String(validating: bytes, as: UTF8.self) != nil)
     }
 
     static func string(_ s: String, into out: inout [UInt8]) {

@@ -5,11 +5,37 @@ import Synchronization
 
 /// One HTTP POST, as the curl thread needs it. Built on the caller's task.
 struct CurlRequest: Sendable {
-    var url: String
+    /// The url and settings: which idle easy handles the request may reuse.
+    var target: TransferTarget
     /// Complete header lines, `Name: value`.
     var headers: [String]
     var body: [UInt8]
-    var options: TransferOptions
+    var url: String { target.url }
+    var options: TransferOptions { target.options }
+}
+
+/// Where a request goes and how: the url and the endpoint's transfer settings. An endpoint builds
+/// it once; its hash is worked out then, so the curl thread, which keeps idle easy handles per
+/// target, hashes no strings per request.
+struct TransferTarget: Sendable, Hashable {
+    let url: String
+    let options: TransferOptions
+    private let hash: Int
+
+    init(url: String, options: TransferOptions) {
+        self.url = url
+        self.options = options
+        var h = Hasher()
+        h.combine(url)
+        h.combine(options)
+        hash = h.finalize()
+    }
+
+    static func == (a: TransferTarget, b: TransferTarget) -> Bool {
+        a.hash == b.hash && a.url == b.url && a.options == b.options
+    }
+
+    func hash(into h: inout Hasher) { h.combine(hash) }
 }
 
 /// Per-endpoint transfer settings (from the connector's options).
@@ -101,6 +127,8 @@ final class CurlThread: Sendable {
 
     func perform(_ request: CurlRequest) async -> CurlOutcome {
         let transfer = Transfer(request)
+        // The C buffers go here, on the caller's thread, not on the curl thread (the bottleneck).
+        defer { transfer.freeBuffers() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<CurlOutcome, Never>) in
                 transfer.continuation = c
@@ -135,16 +163,13 @@ final class CurlThread: Sendable {
 
     // MARK: the loop thread
 
-    /// Idle easy handles are kept per (url, settings): a handle reused for the same endpoint keeps
-    /// every option but the per-request ones, so a request costs a handful of `setopt` calls.
-    private struct HandleKey: Hashable {
-        let url: String
-        let options: TransferOptions
-    }
+    /// Idle easy handles are kept per target (url, settings): a handle reused for the same endpoint
+    /// keeps every option but the per-request ones, so a request costs a handful of `setopt` calls.
+    private typealias HandleKey = TransferTarget
     private static let maxIdlePerKey = 256
 
     private func run(_ multi: UnsafeMutableRawPointer) {
-        var active: [UnsafeMutableRawPointer: (Transfer, HandleKey)] = [:]
+        var active: [UnsafeMutableRawPointer: Transfer] = [:]
         var idle: [HandleKey: [UnsafeMutableRawPointer]] = [:]
         func recycle(_ easy: UnsafeMutableRawPointer, _ key: HandleKey) {
             if idle[key, default: []].count < Self.maxIdlePerKey { idle[key, default: []].append(easy) } else { curl_easy_cleanup(easy) }
@@ -156,7 +181,7 @@ final class CurlThread: Sendable {
             }
             for t in submitted {
                 if t.cancelRequested.load(ordering: .relaxed) { t.finish(.cancelled); continue }
-                let key = HandleKey(url: t.request.url, options: t.request.options)
+                let key = t.request.target
                 let reused = idle[key]?.popLast()
                 let easy = reused ?? curl_easy_init()!
                 if let failure = t.configure(easy, fresh: reused == nil) {
@@ -165,14 +190,14 @@ final class CurlThread: Sendable {
                     continue
                 }
                 t.easy = easy
-                active[easy] = (t, key)
+                active[easy] = t
                 curl_multi_add_handle(multi, easy)
             }
             for t in cancelled {
-                guard let easy = t.easy, let (_, key) = active.removeValue(forKey: easy) else { continue }
+                guard let easy = t.easy, active.removeValue(forKey: easy) != nil else { continue }
                 curl_multi_remove_handle(multi, easy)
                 t.finish(.cancelled)
-                recycle(easy, key)
+                recycle(easy, t.request.target)
             }
             if stopping { break }
             var running: Int32 = 0
@@ -182,9 +207,9 @@ final class CurlThread: Sendable {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
                 let code = mesh_curl_msg_result(message)
                 curl_multi_remove_handle(multi, easy)
-                if let (t, key) = active.removeValue(forKey: easy) {
+                if let t = active.removeValue(forKey: easy) {
                     t.finish(t.outcome(code, easy))
-                    recycle(easy, key)  // connections stay in the multi handle's cache
+                    recycle(easy, t.request.target)  // connections stay in the multi handle's cache
                 } else {
                     curl_easy_cleanup(easy)
                 }
@@ -199,7 +224,7 @@ final class CurlThread: Sendable {
             curl_multi_poll(multi, nil, 0, pending ? 0 : 1000, nil)
             inbox.withLock { $0.polling = false }
         }
-        for (easy, (t, _)) in active {
+        for (easy, t) in active {
             curl_multi_remove_handle(multi, easy)
             t.finish(.cancelled)
             curl_easy_cleanup(easy)
@@ -228,8 +253,10 @@ final class Transfer: @unchecked Sendable {
     var easy: UnsafeMutableRawPointer?
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var body: UnsafeMutableRawPointer?
-    private var errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
-    private let refused = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    /// libcurl's error message and the SSRF guard's flag, in one allocation.
+    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: Int(CURL_ERROR_SIZE) + 8, alignment: 8)
+    private var refused: UnsafeMutablePointer<Int32> { scratch.assumingMemoryBound(to: Int32.self) }
+    private var errorBuffer: UnsafeMutablePointer<CChar> { (scratch + 8).assumingMemoryBound(to: CChar.self) }
     fileprivate var snippet: [UInt8] = []
     fileprivate var retryAfter: String?
 
@@ -237,19 +264,27 @@ final class Transfer: @unchecked Sendable {
     /// thread (the connector's bottleneck under load) only hands pointers to libcurl.
     init(_ request: CurlRequest) {
         self.request = request
-        errorBuffer.initialize(to: 0)
-        refused.initialize(to: 0)
-        for line in request.headers { headerList = curl_slist_append(headerList, line) }
+        scratch.initializeMemory(as: Int32.self, repeating: 0, count: 2)
+        (scratch + 8).initializeMemory(as: CChar.self, repeating: 0, count: Int(CURL_ERROR_SIZE))
+        // withCString: a native string lends its bytes; passing the String itself would copy them.
+        for line in request.headers { headerList = line.withCString { curl_slist_append(headerList, $0) } }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
         request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
         body = buffer
     }
 
     deinit {
+        freeBuffers()
+        scratch.deallocate()
+    }
+
+    /// Frees the header list and body. Only once libcurl no longer reads them: after `finish`
+    /// (the caller calls it when its continuation has resumed), or when never submitted.
+    func freeBuffers() {
         if let headerList { curl_slist_free_all(headerList) }
+        headerList = nil
         body?.deallocate()
-        errorBuffer.deallocate()
-        refused.deallocate()
+        body = nil
     }
 
     /// Sets up `easy` for this request; a failure outcome if curl refused an option. A `fresh`
@@ -338,6 +373,8 @@ final class Transfer: @unchecked Sendable {
     }
 
     fileprivate func header(_ line: UnsafeRawBufferPointer) {
+        // Only two kinds of line matter; the first byte rules out the others cheaply.
+        guard let first = line.first, first | 0x20 == UInt8(ascii: "h") || first | 0x20 == UInt8(ascii: "r") else { return }
         // A new status line (after a 1xx, or a redirect) starts a new set of headers.
         if line.starts(with: "HTTP/".utf8) { retryAfter = nil; snippet.removeAll(); return }
         let name = "retry-after:".utf8

@@ -18,6 +18,9 @@ final class WebhookEndpoint: Sendable {
     private let logger: Logger
     private let fixedHeaders: [String]
     private let batcher: WebhookBatcher?
+    /// `config.redactedURL`, worked out once: errors and the status page name the url.
+    private let redactedURL: String
+    private let target: TransferTarget
     let stats = Mutex(Stats())
 
     struct Stats {
@@ -44,6 +47,8 @@ final class WebhookEndpoint: Sendable {
         var fixed = config.headers.map { "\($0.name): \($0.value)" }
         fixed.append("Expect:")  // no 100-continue round trip before each body
         fixedHeaders = fixed
+        redactedURL = config.redactedURL
+        target = TransferTarget(url: config.url, options: config.transfer)
         batcher = config.mode == .batch ? WebhookBatcher(size: config.batchSize, linger: config.batchLinger) : nil
     }
 
@@ -88,7 +93,7 @@ final class WebhookEndpoint: Sendable {
             let now = Int64(Date().timeIntervalSince1970)
             for (n, v) in signer.headers(id: messageID, timestamp: now, body: body) { lines.append("\(n): \(v)") }
         }
-        let outcome = await loop.perform(CurlRequest(url: config.url, headers: lines, body: body, options: config.transfer))
+        let outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body))
         gate.release()
         let error = classify(outcome)
         stats.withLock { s in
@@ -114,7 +119,7 @@ final class WebhookEndpoint: Sendable {
     /// status, so the policy always retries them; a refused private address or a malformed url
     /// never succeeds on retry and is marked so.
     func classify(_ outcome: CurlOutcome) -> DeliveryError? {
-        let url = config.redactedURL
+        let url = redactedURL
         switch outcome {
         case .response(let status, let retryAfter, let body):
             if (200..<300).contains(status) { return nil }
@@ -137,7 +142,7 @@ final class WebhookEndpoint: Sendable {
     var status: WebhookConnectorStatus {
         let s = stats.withLock { $0 }
         let state: WebhookConnectorStatus.State = s.lastOK == false ? .failing : (s.inFlight > 0 ? .delivering : .idle)
-        return WebhookConnectorStatus(name: name, url: config.redactedURL, mode: config.mode.rawValue, state: state, inFlight: s.inFlight,
+        return WebhookConnectorStatus(name: name, url: redactedURL, mode: config.mode.rawValue, state: state, inFlight: s.inFlight,
                                       waiting: gate.waiting, concurrency: config.concurrency, requests: s.requests,
                                       delivered: s.delivered, failed: s.failed, lastStatus: s.lastStatus, lastError: s.lastError,
                                       lastSuccess: s.lastSuccess, lastFailure: s.lastFailure, destinations: s.users)

@@ -265,14 +265,13 @@ struct BodyReader {
     /// `length` bytes holding exactly one event in MeshCore's encoding.
     mutating func event(length: Int) throws(WireError) -> Event {
         let slice = buffer.readSlice(length: length)!
-        let result: Result<Event, EventDecodingError> = slice.withUnsafeReadableBytes { raw in
-            Result { () throws(EventDecodingError) in try EventCodec.decode(raw) }
-        }
-        switch result {
-        case .success(let event):
-            return event
-        case .failure(let error):
+        // Returned straight from the closure: wrapping it in a Result would copy the event twice.
+        do {
+            return try slice.withUnsafeReadableBytes { raw in try EventCodec.decode(raw) }
+        } catch let error as EventDecodingError {
             throw WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message)
+        } catch {
+            throw WireError(.invalidEvent, "\(error)")
         }
     }
 

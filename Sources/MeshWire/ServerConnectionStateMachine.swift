@@ -424,8 +424,9 @@ public struct ServerConnectionStateMachine: Sendable {
                 "\(inFlight.count) publishes in flight, the limit is \(configuration.maxInFlightPublishes)",
                 streamID: id, inReplyTo: type, retryAfterMilliseconds: configuration.overloadRetryAfterMilliseconds)))]
         }
-        for (index, event) in events.enumerated() {
-            let size = EventCodec.encodedSize(event)
+        // By index: iterating the array would copy every event.
+        for index in events.indices {
+            let size = EventCodec.encodedSize(events[index])
             if size > configuration.maxEventSize {
                 let which = events.count == 1 ? "the event" : "event \(index)"
                 return [.send(.error(WireError(.eventTooLarge,

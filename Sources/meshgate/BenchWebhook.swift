@@ -212,16 +212,17 @@ struct BenchWebhook: AsyncParsableCommand {
         let interval = 1.0 / Double(rate)
         let started = Date()
         let d = UnsafeTransfer(destination)
-        // A thread paces the calls; async sleeps are too coarse for a 200 µs period.
+        // A thread paces the calls; async sleeps are too coarse for a 200 µs period. It sleeps
+        // until each call's due time (absolute, so lateness never accumulates) rather than spin:
+        // a spinning pacer takes half a core that the connector and receiver share on a small machine.
         let issuer = Thread {
-            let clock = ContinuousClock()
-            let t0 = clock.now
+            var t0 = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &t0)
+            let start = Int64(t0.tv_sec) * 1_000_000_000 + Int64(t0.tv_nsec)
             for i in 0..<total {
-                let due = t0 + .nanoseconds(Int64(Double(i) * interval * 1e9))
-                while clock.now < due {
-                    let left = due - clock.now
-                    if left > .microseconds(100) { Thread.sleep(forTimeInterval: 0.00005) }
-                }
+                let due = start + Int64(Double(i) * interval * 1e9)
+                var at = timespec(tv_sec: Int(due / 1_000_000_000), tv_nsec: Int(due % 1_000_000_000))
+                while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nil) == EINTR {}
                 Task {
                     let begin = ContinuousClock.now
                     do {

@@ -3,6 +3,7 @@ import Logging
 import MeshBroker
 import MeshCore
 import MeshLog
+import Synchronization
 import Testing
 
 final class BrokerFixture {
@@ -103,6 +104,50 @@ func take(_ sub: Subscription, _ count: Int) async -> [Delivery] {
         // Nothing of the refused batch was stored.
         let ok = try Topic("ok")
         #expect((f.log.topic(ok)?.partitions[0].endOffset ?? 0) == 0)
+    }
+
+    @Test func aBurstAppendsOncePerPartitionAndABadRequestFailsAlone() async throws {
+        let f = try BrokerFixture()
+        try f.log.createTopic(try Topic("burst"), config: TopicConfig(partitions: 2))
+        var bad = event("burst", "bad")
+        bad.extensions["Bad-Name"] = "v"
+        // Four requests read in one burst: two interleaved across both partitions, one with an
+        // invalid event between them, and one for a topic of its own.
+        let batches: [[Event]] = [
+            [event("burst", "a0", key: "p"), event("burst", "a1", key: "q")],
+            [event("burst", "b0", key: "p"), bad],
+            [event("burst", "c0", key: "q"), event("burst", "c1", key: "p")],
+            [event("other", "d0")],
+        ]
+        let results = Mutex<[Int: Result<[PublishReceipt], BrokerError>]>([:])
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let requests = batches.enumerated().map { i, events in
+                PublishRequest(events: events) { result in
+                    let all = results.withLock { r -> Bool in
+                        r[i] = result
+                        return r.count == batches.count
+                    }
+                    if all { done.resume() }
+                }
+            }
+            f.broker.publish(requests, ingress: "tcp")
+        }
+        let r = results.withLock { $0 }
+        #expect((try? r[1]!.get()) == nil)
+        if case .failure(let error) = r[1]! { #expect(error.kind == .invalidEvent) }
+        let a = try r[0]!.get(), c = try r[2]!.get(), d = try r[3]!.get()
+        // Nothing of the refused request was stored: the others hold consecutive offsets per
+        // partition in request order.
+        #expect(a[0].partition == c[1].partition && a[1].partition == c[0].partition && a[0].partition != a[1].partition)
+        #expect(a[0].offset == 0 && c[1].offset == 1 && a[1].offset == 0 && c[0].offset == 1)
+        #expect(d == [PublishReceipt(id: d[0].id, topic: "other", partition: 0, offset: 0)])
+        for (receipt, data) in zip(a + c, ["a0", "a1", "c0", "c1"]) {
+            let (got, _) = try await f.broker.fetch(topic: try Topic("burst"), partition: receipt.partition, from: receipt.offset, max: 1)
+            #expect(try got[0].decode().data == Array(data.utf8))
+            #expect(try got[0].decode().id == receipt.id)
+        }
+        let stored = f.log.topic(try Topic("burst"))!.partitions.map(\.endOffset)
+        #expect(stored == [2, 2])
     }
 
     @Test func fetchWaitsForTheFirstEvent() async throws {

@@ -52,6 +52,45 @@ import Testing
         }
     }
 
+    @Test func encodingFilledEqualsEncodingTheFilledEvent() throws {
+        let now = Timestamp(microsecondsSinceEpoch: 1_709_210_096_000_000)
+        for event in try Self.samples() {
+            let (id, bytes) = EventCodec.encodeFilled(event, node: "n1", ingress: "tcp", originHop: "n1", now: now)
+            let filled = try EventCodec.decode(bytes)
+            #expect(filled.id == id && !id.isEmpty)
+            // Everything else is what `filled` sets, with the origin hop when there were none.
+            var expected = event.filled(node: "n1", ingress: "tcp", now: now)
+            expected.id = id
+            if expected.hops.isEmpty { expected.hops = ["n1"] }
+            #expect(filled == expected)
+            #expect(bytes == EventCodec.encode(expected))
+            // Attributes the event carried are kept, not replaced.
+            if !event.id.isEmpty { #expect(id == event.id) }
+            if event.time != nil { #expect(filled.time == event.time) }
+        }
+    }
+
+    @Test func retopicEqualsEncodingTheEventWithTheNewTopic() throws {
+        for event in try Self.samples() {
+            for name in ["out/" + event.topic.name, "x", "a/" + String(repeating: "b", count: 200)] {
+                let topic = try Topic(name)
+                let (bytes, key) = try EventCodec.encode(event).withUnsafeBytes { raw in
+                    try EventCodec.retopic(raw, topic: topic)
+                }
+                var expected = event
+                expected.topic = topic
+                #expect(bytes == EventCodec.encode(expected))
+                #expect(key == event.partitionKey)
+            }
+        }
+        // A damaged header is refused as decode refuses it.
+        var bad = EventCodec.encode(try Self.full())
+        bad[0] = 9
+        #expect(throws: EventDecodingError.self) { try bad.withUnsafeBytes { try EventCodec.retopic($0, topic: try Topic("x")) } }
+        let cut = Array(EventCodec.encode(try Self.full()).prefix(12))
+        #expect(throws: EventDecodingError.self) { try cut.withUnsafeBytes { try EventCodec.retopic($0, topic: try Topic("x")) } }
+    }
+
     @Test func minimalEventIsSmallAndExact() throws {
         // version, flags, id "", source "", type "", topic "a", 0 extensions, 0 hops, 0 data
         #expect(EventCodec.encode(try Self.minimal()) == [1, 0, 0, 0, 0, 1, 0x61, 0, 0, 0])

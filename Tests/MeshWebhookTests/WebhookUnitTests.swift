@@ -124,6 +124,19 @@ struct EncodingTests {
         let array = try #require(JSONSerialization.jsonObject(with: Data(batch)) as? [[String: Any]])
         #expect(array.map { $0["id"] as? String } == ["a", "b"])
     }
+
+    @Test func dataIsInlinedOnlyWhenItIsJSON() {
+        let valid = [#"{"a":[1,-2.5e+3,true,false,null,"x\"\u00e9"],"b":{}}"#, "[]", " 7 ", #""é""#, "0", "-0.0E1", #"[[[{"k":[]}]]]"#]
+        for text in valid { #expect(CloudEventsHTTPEncoding.isValidJSON(Array(text.utf8)), "\(text)") }
+        let invalid = ["", "{", #"{"a"}"#, #"{"a":1,}"#, "[1,]", "01", "1.", "-", "tru", "nul", #""a"#, #""\x""#, #""\u12""#,
+                       "[1] 2", "{'a':1}", "\"tab\t\"", #"{"a":1}}"#, "[}", "NaN"]
+        for text in invalid { #expect(!CloudEventsHTTPEncoding.isValidJSON(Array(text.utf8)), "\(text)") }
+        #expect(!CloudEventsHTTPEncoding.isValidJSON([0x22, 0xFF, 0x22]))  // not UTF-8
+        #expect(!CloudEventsHTTPEncoding.isValidJSON(Array(String(repeating: "[", count: 600).utf8) + Array(String(repeating: "]", count: 600).utf8)))
+        #expect(CloudEventsHTTPEncoding.isJSON("application/json") && CloudEventsHTTPEncoding.isJSON(" Application/JSON ; charset=utf-8"))
+        #expect(CloudEventsHTTPEncoding.isJSON("text/json") && CloudEventsHTTPEncoding.isJSON("application/cloudevents+json"))
+        #expect(!CloudEventsHTTPEncoding.isJSON("text/plain") && !CloudEventsHTTPEncoding.isJSON("application/jsonx") && !CloudEventsHTTPEncoding.isJSON(""))
+    }
 }
 
 struct ConfigTests {
