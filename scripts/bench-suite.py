@@ -863,6 +863,9 @@ def main():
             # Each scenario's data directories go as soon as it ends (gigabytes after the publish runs).
             for entry in os.listdir(suite.work):
                 shutil.rmtree(os.path.join(suite.work, entry), ignore_errors=True)
+            # ... and the disk settles before the next one: no scenario starts behind another's
+            # writeback.
+            os.sync()
         log(f"{name}: {time.monotonic() - t0:.0f} s")
     info["load_average_end"] = list(os.getloadavg())
     results = {
