@@ -1,3 +1,4 @@
+import CMeshSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -84,6 +85,13 @@ enum FileIO {
             if errno == EINTR { continue }
             throw .system("fsync", path: path, errno: errno)
         }
+    }
+
+    /// Starts writing `count` bytes from `offset` back to the disk without waiting for them
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a hint that keeps dirty pages from piling up, not
+    /// a durability point, so a failure is ignored (the next fsync reports what matters).
+    static func startWriteback(_ fd: Int32, from offset: Int64, count: Int64) {
+        _ = mesh_start_writeback(fd, offset, count)
     }
 
     static func syncDirectory(of path: String) throws(LogError) {

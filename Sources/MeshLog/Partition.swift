@@ -60,6 +60,8 @@ public final class PartitionLog: @unchecked Sendable {
         var lastIndexedPosition: Int64
         var lastTimestamp: Int64
         var spare: [PendingAppend] = []
+        /// In `none` and `interval` mode: where in the active segment writeback was last started.
+        var writebackFrom: Int64 = 0
     }
 
     public let topicName: String

@@ -3,6 +3,9 @@
 extension PartitionLog {
     /// Batches of at most this many records are acknowledged on the writer thread itself.
     static let inlineCompletionLimit = 8
+    /// In `none` and `interval` mode, writeback of each this many bytes is started as they are
+    /// written, so dirty pages never pile up into a long fsync and a stall of the writer.
+    static let writebackBytes: Int64 = 1 << 20
 
     func writePending(_ buffer: WriteBuffer) {
         var items = writer.spare
@@ -71,6 +74,10 @@ extension PartitionLog {
                     throw error
                 }
                 let endPosition = startPosition + Int64(buffer.count)
+                if config.durability != .always && endPosition - writer.writebackFrom >= Self.writebackBytes {
+                    FileIO.startWriteback(file.fd, from: writer.writebackFrom, count: endPosition - writer.writebackFrom)
+                    writer.writebackFrom = endPosition
+                }
                 writer.size = endPosition
                 writer.nextOffset = next
                 writer.lastIndexedPosition = lastIndexed
@@ -162,6 +169,7 @@ extension PartitionLog {
         shared.withLock { $0.segments.append(fresh) }
         writer.segment = fresh
         writer.size = 0
+        writer.writebackFrom = 0
         writer.lastIndexedPosition = 0
         context.logger.debug("\(name) rolled to segment \(fresh.baseOffset)")
     }

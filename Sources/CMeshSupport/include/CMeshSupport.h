@@ -11,4 +11,8 @@ uint32_t mesh_crc32c(uint32_t crc, const void *data, size_t len);
 /// 1 when the hardware path is in use, 0 for the table fallback.
 int mesh_crc32c_hardware(void);
 
+/// Starts writeback of `len` bytes of `fd` from `offset` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Returns 0 or an errno.
+int mesh_start_writeback(int fd, int64_t offset, int64_t len);
+
 #endif
