@@ -125,19 +125,19 @@ public final class BridgeLink: Sendable {
         }
         if !current.isEmpty { frames.append(current) }
         sent.add(events.count, ordering: .relaxed)
-        // Every frame in flight at once, handed to the connection in order: the remote appends them
-        // in that order, which keeps per-key order.
+        // Every frame in flight at once, handed in order to one connection: the remote appends them
+        // in that order, which keeps per-key order. One connection for all of them: were the client
+        // to reconnect halfway, later frames on the new connection would be stored before the
+        // earlier ones lost with the old, which the retry then appends after them.
         let collected = Mutex<(left: Int, results: [Result<[MeshReceipt], WireError>?])>((frames.count, Array(repeating: nil, count: frames.count)))
         let results: [Result<[MeshReceipt], WireError>] = await withCheckedContinuation { cont in
-            for (i, frame) in frames.enumerated() {
-                client.publish(batch: frame) { result in
-                    let done = collected.withLock { c -> [Result<[MeshReceipt], WireError>]? in
-                        c.results[i] = result
-                        c.left -= 1
-                        return c.left == 0 ? c.results.map { $0! } : nil
-                    }
-                    if let done { cont.resume(returning: done) }
+            client.publish(batches: frames) { i, result in
+                let done = collected.withLock { c -> [Result<[MeshReceipt], WireError>]? in
+                    c.results[i] = result
+                    c.left -= 1
+                    return c.left == 0 ? c.results.map { $0! } : nil
                 }
+                if let done { cont.resume(returning: done) }
             }
         }
         for r in results {

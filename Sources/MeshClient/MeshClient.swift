@@ -134,6 +134,20 @@ public final class MeshClient: Sendable {
         connection.publish(batch: events.map(withID), completion: completion)
     }
 
+    /// Publishes several batches, in order, all on the one connection the client has now: a
+    /// reconnect while they are handed over cannot send the later ones on a new connection ahead of
+    /// earlier ones lost with the old. `completion` gets each batch's index and result; when there
+    /// is no connection, every batch fails.
+    public func publish(batches: [[Event]], completion: @escaping @Sendable (Int, Result<[MeshReceipt], WireError>) -> Void) {
+        guard let connection = state.withLock({ $0.connection }) else {
+            for index in batches.indices { completion(index, .failure(.disconnected)) }
+            return
+        }
+        for (index, events) in batches.enumerated() {
+            connection.publish(batch: events.map(withID)) { completion(index, $0) }
+        }
+    }
+
     private func withID(_ event: Event) -> Event {
         guard event.id.isEmpty else { return event }
         var event = event

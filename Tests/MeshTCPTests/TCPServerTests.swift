@@ -273,6 +273,30 @@ import Testing
         await server.stop()
     }
 
+    @Test func batchesGoOutInOrderOnOneConnectionOrAllFail() async throws {
+        let server = try await TestServer()
+        defer { server.remove() }
+        var configuration = MeshClient.Configuration(name: "batches")
+        configuration.initialBackoff = .seconds(30)
+        let client = try await MeshClient.connect(port: server.port, configuration: configuration)
+        let frames = (0..<6).map { f in (0..<50).map { Event(topic: topic("b/x"), partitionKey: "k", data: Array("\(f):\($0)".utf8)) } }
+        let stored = Mutex<[Int: Result<[MeshReceipt], WireError>]>([:])
+        client.publish(batches: frames) { i, result in stored.withLock { $0[i] = result } }
+        #expect(await eventually { stored.withLock { $0.count } == frames.count })
+        let offsets = try stored.withLock { r in try (0..<frames.count).flatMap { try r[$0]!.get().map(\.offset) } }
+        #expect(offsets == (0..<300).map { UInt64($0) }, "the frames were appended in the order given")
+
+        // With the connection gone (and the next attempt far away), every batch fails at once:
+        // none is held back to go out later on another connection.
+        await server.stop()
+        #expect(await eventually { !client.isConnected })
+        let failed = Mutex<[Int: Result<[MeshReceipt], WireError>]>([:])
+        client.publish(batches: frames) { i, result in failed.withLock { $0[i] = result } }
+        let results = failed.withLock { $0 }
+        #expect(results.count == frames.count && results.values.allSatisfy { (try? $0.get()) == nil })
+        await client.close()
+    }
+
     @Test func clientResumesAfterTheServerRestarts() async throws {
         let first = try await TestServer()
         defer { first.remove() }
