@@ -8,10 +8,7 @@ import Synchronization
 /// clients — records into this one type, so their figures are taken the same way.
 public final class LoadStats: Sendable {
     private struct State {
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
-        var ok = 0
-        var failed = 0
-        var latencies = 0
+        var part = LoadShard.Part()
         var finishedAt: UInt64?
     }
 
@@ -34,8 +31,8 @@ public final class LoadStats: Sendable {
     }
 
     public var isFinished: Bool { finishedFlag.load(ordering: .relaxed) }
-    public var latencyCount: Int { merged().latencies }
-    public var failed: Int { merged().failed }
+    public var latencyCount: Int { merged().part.latencies }
+    public var failed: Int { merged().part.failed }
     public var inFlight: Int { outstanding.load(ordering: .relaxed) }
 
     /// One operation sent and not yet answered (what `drain` waits for).
@@ -50,25 +47,17 @@ public final class LoadStats: Sendable {
         outstanding.subtract(1, ordering: .relaxed)
         state.withLock { s in
             guard s.finishedAt == nil else { return }
-            if ok {
-                s.ok += 1
-                _ = s.histogram.record(now &- since)
-            } else {
-                s.failed += 1
-            }
+            s.part.record(ok, latency: now &- since)
         }
     }
 
     /// Publish answered in latency mode (the latency is measured at the subscriber).
     public func acknowledged(_ ok: Bool) {
-        state.withLock { s in if ok { s.ok += 1 } else { s.failed += 1 } }
+        state.withLock { $0.part.acknowledged(ok) }
     }
 
     public func recordLatency(_ nanoseconds: UInt64) {
-        state.withLock { s in
-            s.latencies += 1
-            _ = s.histogram.record(nanoseconds)
-        }
+        state.withLock { $0.part.recordLatency(nanoseconds) }
     }
 
     public func finish() {
@@ -79,13 +68,7 @@ public final class LoadStats: Sendable {
     /// The main state with every shard merged in.
     private func merged() -> State {
         var s = state.withLock { $0 }
-        for shard in shards.withLock({ $0 }) {
-            let part = shard.snapshot()
-            s.ok += part.ok
-            s.failed += part.failed
-            s.latencies += part.latencies
-            s.histogram.add(part.histogram)
-        }
+        for shard in shards.withLock({ $0 }) { s.part.add(shard.snapshot()) }
         return s
     }
 
@@ -111,7 +94,7 @@ public final class LoadStats: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 let s = merged()
-                let (ok, failed, p99) = (s.ok, s.failed, s.histogram.valueAtPercentile(99))
+                let (ok, failed, p99) = (s.part.ok, s.part.failed, s.part.histogram.valueAtPercentile(99))
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - startedAt) / 1e9
                 FileHandle.standardError.write(Data(String(
                     format: "\r\u{1B}[K%5.1fs  %@ ok  %@/s now  %d failed  p99 %@", elapsed, formatCount(ok), formatCount(ok - last), failed,
@@ -125,11 +108,11 @@ public final class LoadStats: Sendable {
     public func summary(size: Int) -> LoadSummary {
         let s = merged()
         let elapsed = Double((s.finishedAt ?? DispatchTime.now().uptimeNanoseconds) - startedAt) / 1e9
-        let h = s.histogram
+        let (h, ok) = (s.part.histogram, s.part.ok)
         func us(_ p: Double) -> Double { Double(h.valueAtPercentile(p)) / 1e3 }
         return LoadSummary(
-            ok: s.ok, failed: s.failed, seconds: elapsed, perSecond: Double(s.ok) / elapsed,
-            megabytesPerSecond: Double(s.ok * size) / elapsed / 1e6, samples: Int(h.totalCount),
+            ok: ok, failed: s.part.failed, seconds: elapsed, perSecond: Double(ok) / elapsed,
+            megabytesPerSecond: Double(ok * size) / elapsed / 1e6, samples: Int(h.totalCount),
             p50Micros: us(50), p90Micros: us(90), p99Micros: us(99), p999Micros: us(99.9), maxMicros: Double(h.max) / 1e3)
     }
 
@@ -146,11 +129,38 @@ public final class LoadStats: Sendable {
 
 /// One thread's recorder of a `LoadStats` (see `LoadStats.shard()`).
 public final class LoadShard: Sendable {
+    /// Counters and histogram of one recorder; `LoadStats` keeps one of its own besides its shards'.
     struct Part {
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         var ok = 0
         var failed = 0
         var latencies = 0
+
+        /// An operation answered, with its latency counted when it succeeded.
+        mutating func record(_ ok: Bool, latency: UInt64) {
+            if ok {
+                self.ok += 1
+                _ = histogram.record(latency)
+            } else {
+                failed += 1
+            }
+        }
+
+        mutating func acknowledged(_ ok: Bool) {
+            if ok { self.ok += 1 } else { failed += 1 }
+        }
+
+        mutating func recordLatency(_ nanoseconds: UInt64) {
+            latencies += 1
+            _ = histogram.record(nanoseconds)
+        }
+
+        mutating func add(_ other: Part) {
+            ok += other.ok
+            failed += other.failed
+            latencies += other.latencies
+            histogram.add(other.histogram)
+        }
     }
 
     private let part = Mutex(Part())
@@ -162,26 +172,16 @@ public final class LoadShard: Sendable {
     public func record(_ ok: Bool, since: UInt64) {
         guard !owner.isFinished else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        part.withLock { p in
-            if ok {
-                p.ok += 1
-                _ = p.histogram.record(now &- since)
-            } else {
-                p.failed += 1
-            }
-        }
+        part.withLock { $0.record(ok, latency: now &- since) }
     }
 
     /// An acknowledgement in latency mode (the latency is measured at the subscriber).
     public func acknowledged(_ ok: Bool) {
-        part.withLock { p in if ok { p.ok += 1 } else { p.failed += 1 } }
+        part.withLock { $0.acknowledged(ok) }
     }
 
     public func recordLatency(_ nanoseconds: UInt64) {
-        part.withLock { p in
-            p.latencies += 1
-            _ = p.histogram.record(nanoseconds)
-        }
+        part.withLock { $0.recordLatency(nanoseconds) }
     }
 
     func snapshot() -> Part { part.withLock { $0 } }
