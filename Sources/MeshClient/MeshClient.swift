@@ -118,11 +118,11 @@ public final class MeshClient: Sendable {
 
     /// Publishes without awaiting: `completion` runs on an event-loop thread with the receipt or
     /// the error. For load generators that keep thousands of publishes in flight.
-    public func publish(_ event: Event, completion: @escaping @Sendable (Result<MeshReceipt, WireError>) -> Void) {
+    public func publish(_ event: consuming Event, completion: @escaping @Sendable (Result<MeshReceipt, WireError>) -> Void) {
         guard let connection = state.withLock({ $0.connection }) else {
             return completion(.failure(.disconnected))
         }
-        connection.publish(withID(event)) { completion($0.map { $0[0] }) }
+        connection.publish(withID(event), completion: completion)
     }
 
     /// Publishes a batch without awaiting. Batches published one after another from one task are
@@ -148,10 +148,8 @@ public final class MeshClient: Sendable {
         }
     }
 
-    private func withID(_ event: Event) -> Event {
-        guard event.id.isEmpty else { return event }
-        var event = event
-        event.id = EventIDGenerator.shared.next().description
+    private func withID(_ event: consuming Event) -> Event {
+        if event.id.isEmpty { event.id = EventIDGenerator.shared.next().description }
         return event
     }
 
