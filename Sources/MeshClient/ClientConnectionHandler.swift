@@ -87,7 +87,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var queued: [PublishRequest] = []
     private var queuedHead = 0
     /// Single publishes of this event-loop turn, merged when the turn ends.
-    private var singles: [(event: Event, complete: PublishRequest.Single)] = []
+    /// Single publishes of this turn of the loop, to be merged: kept as the request they will most
+    /// likely become, so that a turn whose publishes fit one batch hands its arrays over whole.
+    private var singles = PublishRequest(events: [], singles: [])
+    private var singlesBytes = 0
     private var turnScheduled = false
     private var sinks: [UInt32: any SubscriptionSink] = [:]
     private var needsFlush = false
@@ -162,7 +165,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     func publish(_ event: Event, _ complete: @escaping PublishRequest.Single) {
         guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
         if options.mergePublishes {
-            singles.append((event, complete))
+            singlesBytes += EventCodec.encodedSize(event) + 4
+            singles.events.append(event)
+            singles.singles.append(complete)
             scheduleTurnEnd()
         } else {
             enqueue(PublishRequest(events: [event], singles: [complete]))
@@ -221,20 +226,24 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     private func endTurn() {
         turnScheduled = false
-        var pending: [(event: Event, complete: PublishRequest.Single)] = []
+        var pending = PublishRequest(events: [], singles: [])
         swap(&pending, &singles)
+        let bytes = singlesBytes
+        singlesBytes = 0
+        if pending.events.isEmpty { return }
+        if pending.events.count <= options.maxMergedEvents, bytes <= options.maxMergedBytes {
+            return enqueue(pending)
+        }
         var index = 0
-        while index < pending.count {
+        while index < pending.events.count {
             var request = PublishRequest(events: [], singles: [])
-            request.events.reserveCapacity(min(pending.count - index, options.maxMergedEvents))
-            request.singles.reserveCapacity(request.events.capacity)
             var bytes = 0
-            while index < pending.count, request.events.count < options.maxMergedEvents {
-                let size = EventCodec.encodedSize(pending[index].event) + 4
+            while index < pending.events.count, request.events.count < options.maxMergedEvents {
+                let size = EventCodec.encodedSize(pending.events[index]) + 4
                 if !request.events.isEmpty, bytes + size > options.maxMergedBytes { break }
                 bytes += size
-                request.events.append(pending[index].event)
-                request.singles.append(pending[index].complete)
+                request.events.append(pending.events[index])
+                request.singles.append(pending.singles[index])
                 index += 1
             }
             enqueue(request, pump: false)
@@ -343,8 +352,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         for request in queued[queuedHead...] { request.finish(.failure(failure)) }
         queued.removeAll()
         queuedHead = 0
-        for single in singles { single.complete(.failure(failure)) }
-        singles.removeAll()
+        singles.finish(.failure(failure))
+        singles = PublishRequest(events: [], singles: [])
+        singlesBytes = 0
         for request in inFlight.values { request.finish(.failure(failure)) }
         inFlight.removeAll()
         sinks.removeAll()
