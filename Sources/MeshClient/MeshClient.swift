@@ -24,7 +24,11 @@ public final class MeshClient: Sendable {
         public var token: String?
         /// Merge single publishes made in the same instant into one PUBLISH_BATCH.
         public var mergePublishes = true
-        public var maxMergedEvents = 1024
+        /// Events in one merged PUBLISH_BATCH at most. Small enough that a window of publishes goes
+        /// out as several batches the server stores one after another: it answers the first while
+        /// this side still encodes the next, instead of the two taking turns over one big batch
+        /// (1 connection, 256 in flight: about 1.5× the rate of batches of 1,024; 16 connections: the same).
+        public var maxMergedEvents = 128
         public var maxMergedBytes = 512 << 10
         /// Reconnect after the connection drops. Off: the client ends like a closed one.
         public var reconnect = true
