@@ -31,6 +31,21 @@ CURLcode mesh_curl_getinfo_off(CURL *handle, CURLINFO info, curl_off_t *value);
 /// The result code of a CURLMSG_DONE message (a member of an anonymous union in C).
 CURLcode mesh_curl_msg_result(const CURLMsg *message);
 
+/// An epoll loop driving a multi handle through curl_multi_socket_action (curl_events.c). Owned
+/// by the thread that drives the multi handle; only `mesh_curl_events_wake` may be called from
+/// other threads.
+typedef struct mesh_curl_events mesh_curl_events;
+
+/// Installs the socket and timer callbacks on `multi`. NULL when epoll or eventfd fail.
+mesh_curl_events *mesh_curl_events_create(CURLM *multi);
+/// Closes the epoll and eventfd descriptors. Clean up the multi handle first.
+void mesh_curl_events_destroy(mesh_curl_events *events);
+/// Interrupts a wait in `mesh_curl_events_run` (or makes the next one return at once). Any thread.
+void mesh_curl_events_wake(mesh_curl_events *events);
+/// Waits for socket activity, curl's next timeout or a wake-up, at most `max_wait_ms` (-1: no
+/// limit but curl's timer), and hands what happened to curl. Returns 1 when woken.
+int mesh_curl_events_run(mesh_curl_events *events, int max_wait_ms);
+
 CURLcode mesh_curl_global_init(void);
 
 /// 1 when the address (IPv4 or IPv6, as from inet_pton; `family` AF_INET or AF_INET6) is not a
