@@ -14,6 +14,11 @@ CURLcode mesh_curl_setopt_ptr(CURL *handle, CURLoption option, void *value);
 CURLcode mesh_curl_setopt_str(CURL *handle, CURLoption option, const char *value);
 CURLcode mesh_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value);
 
+/// A header list for CURLOPT_HTTPHEADER in one allocation (nodes, then the text): `lines` holds
+/// `count` NUL-terminated lines back to back, `length` bytes in all. libcurl only reads the list.
+/// Free it with free(), not curl_slist_free_all. NULL when `count` is 0 or memory is short.
+struct curl_slist *mesh_curl_slist_block(const char *lines, size_t length, size_t count);
+
 typedef size_t (*mesh_curl_data_callback)(char *data, size_t size, size_t count, void *userdata);
 CURLcode mesh_curl_setopt_write_callback(CURL *handle, mesh_curl_data_callback callback, void *userdata);
 CURLcode mesh_curl_setopt_header_callback(CURL *handle, mesh_curl_data_callback callback, void *userdata);
