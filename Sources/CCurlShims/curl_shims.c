@@ -1,5 +1,8 @@
 #include "CCurlShims.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 CURLcode mesh_curl_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
 }
@@ -50,4 +53,23 @@ CURLcode mesh_curl_msg_result(const CURLMsg *message) {
 
 CURLcode mesh_curl_global_init(void) {
     return curl_global_init(CURL_GLOBAL_ALL);
+}
+
+struct curl_slist *mesh_curl_slist_block(const char *lines, size_t length, size_t count) {
+    if (count == 0 || length == 0) return NULL;
+    struct curl_slist *nodes = malloc(count * sizeof *nodes + length);
+    if (!nodes) return NULL;
+    char *text = (char *)(nodes + count);
+    memcpy(text, lines, length);
+    text[length - 1] = 0;  // the last line ends inside the block whatever the caller passed
+    const char *end = text + length;
+    size_t n = 0;
+    while (n < count && text < end) {
+        nodes[n].data = text;
+        nodes[n].next = NULL;
+        if (n > 0) nodes[n - 1].next = &nodes[n];
+        n++;
+        text += strnlen(text, (size_t)(end - text)) + 1;
+    }
+    return nodes;
 }

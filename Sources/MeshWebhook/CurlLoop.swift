@@ -92,23 +92,26 @@ final class CurlLoop: Sendable {
 }
 
 /// A libcurl multi handle and the thread that drives it. Callers hand a transfer over under a
-/// lock and wake the thread (`curl_multi_wakeup`) if it sleeps; the thread adds it to the multi
-/// handle, runs `curl_multi_perform`/`curl_multi_poll`, and resumes the caller's continuation
-/// when curl reports it done. Everything curl-related is touched on that thread only.
+/// lock and wake the thread (an eventfd write) if it sleeps; the thread adds it to the multi
+/// handle and drives curl through its socket interface over epoll (`mesh_curl_events_run`:
+/// `curl_multi_socket_action` for each socket with activity and each expired timer, so a wake-up
+/// touches only the transfers it concerns), and resumes the caller's continuation when curl
+/// reports the transfer done. Everything curl-related is touched on that thread only.
 final class CurlThread: Sendable {
 
     private struct Inbox {
         var submitted: [Transfer] = []
         var cancelled: [Transfer] = []
         var stopping = false
-        /// The thread is in (or about to enter) `curl_multi_poll`: only then does a submission
+        /// The thread is in (or about to enter) its epoll wait: only then does a submission
         /// need a wakeup, which saves a syscall per request under load.
         var polling = false
     }
     private let inbox = Mutex(Inbox())
-    /// The multi handle: created in `init`, used on the loop thread, and by `curl_multi_wakeup`,
-    /// which libcurl documents as callable from any thread.
+    /// The multi handle and its epoll loop: created in `init`, used on the loop thread only, but
+    /// for `mesh_curl_events_wake` (an eventfd write), which any thread may call.
     private nonisolated(unsafe) let multi: UnsafeMutableRawPointer
+    private nonisolated(unsafe) let events: OpaquePointer
     private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
 
     init(name: String, maxConnections: Int = 512) {
@@ -116,6 +119,8 @@ final class CurlThread: Sendable {
         multi = curl_multi_init()
         _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
         _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnections)
+        guard let events = mesh_curl_events_create(multi) else { fatalError("cannot create the webhook thread's epoll and eventfd descriptors") }
+        self.events = events
         let m = UnsafeSendable(multi)
         let thread = Thread { [self] in run(m.value) }
         thread.name = name
@@ -138,13 +143,13 @@ final class CurlThread: Sendable {
                     defer { box.polling = false }
                     return (true, box.polling)
                 }
-                if wake { curl_multi_wakeup(multi) }
+                if wake { mesh_curl_events_wake(events) }
                 if !accepted { c.resume(returning: .cancelled) }
             }
         } onCancel: {
             transfer.cancelRequested.store(true, ordering: .relaxed)
             inbox.withLock { $0.cancelled.append(transfer) }
-            curl_multi_wakeup(multi)
+            mesh_curl_events_wake(events)
         }
     }
 
@@ -157,7 +162,7 @@ final class CurlThread: Sendable {
             }
             if done { c.resume(); return }
             inbox.withLock { $0.stopping = true }
-            curl_multi_wakeup(multi)  // always: stopping is rare
+            mesh_curl_events_wake(events)  // always: stopping is rare
         }
     }
 
@@ -200,8 +205,15 @@ final class CurlThread: Sendable {
                 recycle(easy, t.request.target)
             }
             if stopping { break }
-            var running: Int32 = 0
-            curl_multi_perform(multi, &running)
+            // Sleep until socket activity, one of curl's timers, or a wakeup from a submission;
+            // not at all when submissions arrived meanwhile. Then curl acts on what happened.
+            let pending = inbox.withLock { box -> Bool in
+                let pending = !box.submitted.isEmpty || !box.cancelled.isEmpty || box.stopping
+                box.polling = !pending
+                return pending
+            }
+            mesh_curl_events_run(events, pending ? 0 : 1000)
+            inbox.withLock { $0.polling = false }
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
@@ -214,15 +226,6 @@ final class CurlThread: Sendable {
                     curl_easy_cleanup(easy)
                 }
             }
-            // Sleep until socket activity, one of curl's timers, or a wakeup from a submission;
-            // not at all when submissions arrived meanwhile.
-            let pending = inbox.withLock { box -> Bool in
-                let pending = !box.submitted.isEmpty || !box.cancelled.isEmpty || box.stopping
-                box.polling = !pending
-                return pending
-            }
-            curl_multi_poll(multi, nil, 0, pending ? 0 : 1000, nil)
-            inbox.withLock { $0.polling = false }
         }
         for (easy, t) in active {
             curl_multi_remove_handle(multi, easy)
@@ -234,6 +237,7 @@ final class CurlThread: Sendable {
         for t in late { t.finish(.cancelled) }
         for handles in idle.values { for easy in handles { curl_easy_cleanup(easy) } }
         curl_multi_cleanup(multi)
+        mesh_curl_events_destroy(events)
         let waiters = finished.withLock { w in defer { w = nil }; return w ?? [] }
         for w in waiters { w.resume() }
     }
@@ -266,8 +270,20 @@ final class Transfer: @unchecked Sendable {
         self.request = request
         scratch.initializeMemory(as: Int32.self, repeating: 0, count: 2)
         (scratch + 8).initializeMemory(as: CChar.self, repeating: 0, count: Int(CURL_ERROR_SIZE))
-        // withCString: a native string lends its bytes; passing the String itself would copy them.
-        for line in request.headers { headerList = line.withCString { curl_slist_append(headerList, $0) } }
+        // The header list in one allocation rather than two per line (curl_slist_append): the
+        // lines go into one buffer, NUL-terminated, and the C side lays the nodes out before them.
+        // A line ends at its first NUL, as a C string would.
+        var lines: [UInt8] = []
+        lines.reserveCapacity(request.headers.reduce(0) { $0 + $1.utf8.count + 1 })
+        for line in request.headers {
+            let start = lines.count
+            lines.append(contentsOf: line.utf8)
+            if let nul = lines[start...].firstIndex(of: 0) { lines.removeSubrange(nul...) }
+            lines.append(0)
+        }
+        headerList = lines.withUnsafeBytes {
+            mesh_curl_slist_block($0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count, request.headers.count)
+        }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
         request.body.withUnsafeBytes { if let base = $0.baseAddress { buffer.copyMemory(from: base, byteCount: $0.count) } }
         body = buffer
@@ -281,7 +297,7 @@ final class Transfer: @unchecked Sendable {
     /// Frees the header list and body. Only once libcurl no longer reads them: after `finish`
     /// (the caller calls it when its continuation has resumed), or when never submitted.
     func freeBuffers() {
-        if let headerList { curl_slist_free_all(headerList) }
+        free(headerList)  // one block (mesh_curl_slist_block)
         headerList = nil
         body?.deallocate()
         body = nil

@@ -170,4 +170,73 @@ import Testing
         await #expect(throws: DeliveryError.self) { try await hook.deliver(event("late")) }
         await ownLoop.shutdown()
     }
+
+    /// The curl thread runs on curl's socket interface over epoll: sockets come and go as the
+    /// receiver drops connections (curl reconnects, possibly on a reused descriptor number),
+    /// curl's timers end hanging transfers while the others go on, and a thread idle in its
+    /// wait picks a new submission up.
+    @Test func socketDrivenTransfersSurviveDropsTimeoutsAndIdleWaits() async throws {
+        let receiver = try TestReceiver { r in
+            if r.ceID?.hasPrefix("hang") == true { return .hang(.seconds(4)) }
+            if r.ceID?.hasPrefix("drop") == true { return .drop }
+            return .respond(status: 200)
+        }
+        defer { receiver.stop() }
+        for threads in [1, 2] {
+            let ownLoop = CurlLoop(name: "webhook-socket-test", threads: threads)
+            let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", concurrency: 6, timeout: 1500ms}"#, loop: ownLoop)
+            let ids = (0..<240).map { i in i % 60 == 7 ? "hang\(threads)-\(i)" : (i % 9 == 4 ? "drop\(threads)-\(i)" : "ok\(threads)-\(i)") }
+            let outcomes = await withTaskGroup(of: (String, DeliveryError?).self) { group in
+                for id in ids {
+                    group.addTask {
+                        do throws(DeliveryError) { try await hook.deliver(event(id)); return (id, nil) } catch { return (id, error) }
+                    }
+                }
+                var all: [String: Result<Void, DeliveryError>] = [:]
+                for await (id, error) in group { all[id] = error.map { .failure($0) } ?? .success(()) }
+                return all
+            }
+            #expect(outcomes.count == ids.count)
+            for id in ids {
+                guard let outcome = outcomes[id] else { continue }
+                var error: DeliveryError?
+                if case .failure(let e) = outcome { error = e }
+                if id.hasPrefix("ok") { #expect(error == nil, "\(id): \(String(describing: error))") }
+                if id.hasPrefix("hang") { #expect(error?.reason.hasPrefix("timed out") == true, "\(id): \(String(describing: error))") }
+                if id.hasPrefix("drop") { #expect(error?.status == nil && error?.reason.contains("cannot reach") == true, "\(id): \(String(describing: error))") }
+            }
+            #expect(receiver.delivered.isSuperset(of: ids.filter { $0.hasPrefix("ok") }))
+            // Dropped connections were replaced by new ones.
+            #expect(receiver.connectionCount > 6 * threads)
+            // The threads have nothing to do: each sleeps in its wait until a submission wakes it.
+            try await Task.sleep(for: .milliseconds(1300))
+            try await hook.deliver(event("after-idle\(threads)"))
+            #expect(receiver.delivered.contains("after-idle\(threads)"))
+            #expect(hook.status.inFlight == 0)
+            await ownLoop.shutdown()
+        }
+    }
+
+    /// The header list goes to curl as one block (nodes, then the NUL-terminated lines): every
+    /// line arrives whole and in place, whatever the number and lengths of the lines.
+    @Test func everyHeaderLineArrivesWhole() async throws {
+        let receiver = try TestReceiver()
+        defer { receiver.stop() }
+        let extra = (0..<20).map { i in "X-Extra-\(i): \"\(String(repeating: "v", count: i * 37))\(i)\"" }.joined(separator: ", ")
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)/h", secret: "\#(secret)", headers: {\#(extra)}}"#, loop: loop)
+        var e = event("hdr1")
+        e.extensions["region"] = "eu"
+        try await hook.deliver(e)
+        try await hook.deliver(event("hdr2", contentType: nil))
+        let r = receiver.requests
+        #expect(r.count == 2)
+        for (request, id) in zip(r, ["hdr1", "hdr2"]) {
+            for i in 0..<20 { #expect(request.headers["x-extra-\(i)"] == String(repeating: "v", count: i * 37) + "\(i)") }
+            #expect(request.headers["ce-id"] == id && request.headers["webhook-id"] == id && request.headers["webhook-signature"] != nil)
+            #expect(request.headers["expect"] == nil && request.body == Array(#"{"total":5}"#.utf8))
+        }
+        #expect(r[0].headers["ce-region"] == "eu" && r[0].headers["content-type"] == "application/json")
+        #expect(r[1].headers["ce-region"] == nil && r[1].headers["content-type"] == nil)
+    }
 }

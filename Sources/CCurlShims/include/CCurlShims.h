@@ -14,6 +14,11 @@ CURLcode mesh_curl_setopt_ptr(CURL *handle, CURLoption option, void *value);
 CURLcode mesh_curl_setopt_str(CURL *handle, CURLoption option, const char *value);
 CURLcode mesh_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value);
 
+/// A header list for CURLOPT_HTTPHEADER in one allocation (nodes, then the text): `lines` holds
+/// `count` NUL-terminated lines back to back, `length` bytes in all. libcurl only reads the list.
+/// Free it with free(), not curl_slist_free_all. NULL when `count` is 0 or memory is short.
+struct curl_slist *mesh_curl_slist_block(const char *lines, size_t length, size_t count);
+
 typedef size_t (*mesh_curl_data_callback)(char *data, size_t size, size_t count, void *userdata);
 CURLcode mesh_curl_setopt_write_callback(CURL *handle, mesh_curl_data_callback callback, void *userdata);
 CURLcode mesh_curl_setopt_header_callback(CURL *handle, mesh_curl_data_callback callback, void *userdata);
@@ -30,6 +35,21 @@ CURLcode mesh_curl_getinfo_off(CURL *handle, CURLINFO info, curl_off_t *value);
 
 /// The result code of a CURLMSG_DONE message (a member of an anonymous union in C).
 CURLcode mesh_curl_msg_result(const CURLMsg *message);
+
+/// An epoll loop driving a multi handle through curl_multi_socket_action (curl_events.c). Owned
+/// by the thread that drives the multi handle; only `mesh_curl_events_wake` may be called from
+/// other threads.
+typedef struct mesh_curl_events mesh_curl_events;
+
+/// Installs the socket and timer callbacks on `multi`. NULL when epoll or eventfd fail.
+mesh_curl_events *mesh_curl_events_create(CURLM *multi);
+/// Closes the epoll and eventfd descriptors. Clean up the multi handle first.
+void mesh_curl_events_destroy(mesh_curl_events *events);
+/// Interrupts a wait in `mesh_curl_events_run` (or makes the next one return at once). Any thread.
+void mesh_curl_events_wake(mesh_curl_events *events);
+/// Waits for socket activity, curl's next timeout or a wake-up, at most `max_wait_ms` (-1: no
+/// limit but curl's timer), and hands what happened to curl. Returns 1 when woken.
+int mesh_curl_events_run(mesh_curl_events *events, int max_wait_ms);
 
 CURLcode mesh_curl_global_init(void);
 
