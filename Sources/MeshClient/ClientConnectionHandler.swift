@@ -20,8 +20,12 @@ struct PublishRequest {
     /// One caller per event when merged; one caller for everything otherwise.
     var merged: Bool
     var complete: [@Sendable (Result<[MeshReceipt], WireError>) -> Void]
+    /// Instead of `events`: events already encoded, whose caller takes the bare receipts.
+    var encoded: [[UInt8]] = []
+    var completeEncoded: (@Sendable (Result<[PublishReceipt], WireError>) -> Void)?
 
     func finish(_ result: Result<[PublishReceipt], WireError>) {
+        if let completeEncoded { return completeEncoded(result) }
         switch result {
         case .success(let receipts):
             let all = zip(events, receipts).map { MeshReceipt(id: $0.id, topic: $0.topic, partition: $1.partition, offset: $1.offset) }
@@ -149,6 +153,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         enqueue(PublishRequest(events: events, merged: false, complete: [complete]))
     }
 
+    func publish(encoded events: [[UInt8]], _ complete: @escaping @Sendable (Result<[PublishReceipt], WireError>) -> Void) {
+        guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
+        enqueue(PublishRequest(events: [], merged: false, complete: [], encoded: events, completeEncoded: complete))
+    }
+
     func subscribe(_ sink: any SubscriptionSink, pattern: TopicPattern, group: String?, start: StartPosition,
                    ackMode: AckMode, window: UInt32) throws(WireError) -> UInt32 {
         let (id, frame) = try machine.subscribe(pattern, group: group, from: start, ackMode: ackMode, window: window)
@@ -228,7 +237,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             let request = queued[queuedHead]
             queuedHead += 1
             do throws(WireError) {
-                let (id, frame) = request.events.count == 1 && !request.merged
+                let (id, frame) = request.completeEncoded != nil ? try machine.publish(encoded: request.encoded)
+                    : request.events.count == 1 && !request.merged
                     ? try machine.publish(request.events[0]) : try machine.publish(batch: request.events)
                 inFlight[id] = request
                 write(frame)
