@@ -178,6 +178,7 @@ public final class BridgeIngressService: BridgeIngress {
         var keys: [Key] = []
         let ticket = state.withLock { s -> UInt64? in
             var batchKeys: Set<Key> = []
+            batchKeys.reserveCapacity(count)
             for i in 0..<count {
                 let (loop, first, id) = event(i)
                 if loop {

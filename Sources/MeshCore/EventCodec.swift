@@ -213,7 +213,7 @@ public enum EventCodec {
                 reader.position = topicField.lowerBound
                 let n = try reader.length("topic")
                 let current = UnsafeRawBufferPointer(rebasing: raw[reader.position..<(reader.position + n)])
-                let same = TopicSyntax.withUTF8(topic.name) { current.elementsEqual(UnsafeRawBufferPointer($0)) }
+                let same = TopicSyntax.withUTF8(topic.name) { equal(current, UnsafeRawBufferPointer($0)) }
                 return (same ? nil : replacingTopic(raw, topicField, with: topic), key)
             }
         }

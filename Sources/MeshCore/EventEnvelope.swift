@@ -67,7 +67,7 @@ public struct EventEnvelope: Sendable {
                     guard let n = try? reader.length("hop") else { return false }
                     let hop = UnsafeRawBufferPointer(rebasing: raw[reader.position..<(reader.position + n)])
                     reader.position += n
-                    if hop.elementsEqual(UnsafeRawBufferPointer(wanted)) { return true }
+                    if EventCodec.equal(hop, UnsafeRawBufferPointer(wanted)) { return true }
                 }
                 return false
             }
@@ -187,6 +187,22 @@ extension EventCodec {
         return layout
     }
 
+    /// Byte equality, a word at a time (the generic `elementsEqual` goes byte by byte through
+    /// iterators).
+    static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        var i = 0
+        while i + 8 <= a.count {
+            if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < a.count {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
     /// The encoding with `hop` appended to its hop list: what encoding the decoded event with that
     /// hop appended would give.
     static func appendingHop(_ hop: String, to encoded: UnsafeRawBufferPointer, _ layout: Layout) -> [UInt8] {
@@ -213,7 +229,7 @@ extension EventCodec {
             Result { () throws(EventDecodingError) in
                 let layout = try layout(raw, validating: false)
                 if let last = layout.lastHop {
-                    let isSite = TopicSyntax.withUTF8(site) { UnsafeRawBufferPointer(rebasing: raw[last]).elementsEqual(UnsafeRawBufferPointer($0)) }
+                    let isSite = TopicSyntax.withUTF8(site) { equal(UnsafeRawBufferPointer(rebasing: raw[last]), UnsafeRawBufferPointer($0)) }
                     if isSite { return (encoded, layout.time) }
                 }
                 return (appendingHop(site, to: raw, layout), layout.time)
