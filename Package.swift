@@ -63,10 +63,13 @@ let package = Package(
         .target(name: "MeshTCP", dependencies: ["MeshAuth", "MeshCore", "MeshLog", "MeshBroker", "MeshWire", "MeshNet", nioCore, nioPosix, logging]),
         // The public Swift client of the TCP protocol (async/await).
         .target(name: "MeshClient", dependencies: ["MeshCore", "MeshWire", "MeshNet", nioCore, nioPosix]),
-        // libmosquitto (Debian libmosquitto-dev); only MeshMQTT imports it.
+        // libmosquitto's headers (Debian libmosquitto-dev); only MeshMQTT imports it. The library
+        // itself is opened at run time by CMosquittoLoader, not linked.
         .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto"),
+        // Forwarding stubs that open libmosquitto on first use (see docs/connectors.md).
+        .target(name: "CMosquittoLoader", dependencies: ["CMosquitto", "CMeshSupport"]),
         // The MQTT connector: ingress subscriptions into the log, egress destinations, status.
-        .target(name: "MeshMQTT", dependencies: ["CMosquitto", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
+        .target(name: "MeshMQTT", dependencies: ["CMosquitto", "CMosquittoLoader", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
         // The site bridge (`type: meshgate` connectors): forwarding to remote sites over the TCP
         // protocol, and the receiving side's loop check and durable dedupe window.
         .target(name: "MeshBridge", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", "MeshNet", logging]),
@@ -105,7 +108,7 @@ let package = Package(
             nioCore, nioPosix, nioHTTP1, logging, metrics,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
-        ]),
+        ], linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
 
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
         .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),

@@ -16,26 +16,59 @@ protocol SubscriptionSink: AnyObject, Sendable {
 /// One publish request waiting for its answer: either one caller's event or batch, or the single
 /// events of several callers merged into one PUBLISH_BATCH.
 struct PublishRequest {
+    typealias Single = @Sendable (Result<MeshReceipt, WireError>) -> Void
+    typealias Batch = @Sendable (Result<[MeshReceipt], WireError>) -> Void
+
     var events: [Event]
-    /// One caller per event when merged; one caller for everything otherwise.
-    var merged: Bool
-    var complete: [@Sendable (Result<[MeshReceipt], WireError>) -> Void]
+    /// One caller per event (a single publish, or singles merged into one batch).
+    var singles: [Single]
+    /// One caller for all the events (a caller's own batch); `singles` is empty then.
+    var batch: Batch?
+
+    /// Several callers' events in one frame: a bad event among them is retried alone.
+    var merged: Bool { batch == nil && events.count > 1 }
+
     /// Instead of `events`: events already encoded, whose caller takes the bare receipts.
     var encoded: [[UInt8]] = []
     var completeEncoded: (@Sendable (Result<[PublishReceipt], WireError>) -> Void)?
+
+    init(encoded: [[UInt8]], _ complete: @escaping @Sendable (Result<[PublishReceipt], WireError>) -> Void) {
+        events = []
+        singles = []
+        self.encoded = encoded
+        completeEncoded = complete
+    }
+
+    init(events: [Event], singles: [Single]) {
+        self.events = events
+        self.singles = singles
+    }
+
+    init(batch events: [Event], _ complete: @escaping Batch) {
+        self.events = events
+        singles = []
+        batch = complete
+    }
 
     func finish(_ result: Result<[PublishReceipt], WireError>) {
         if let completeEncoded { return completeEncoded(result) }
         switch result {
         case .success(let receipts):
-            let all = zip(events, receipts).map { MeshReceipt(id: $0.id, topic: $0.topic, partition: $1.partition, offset: $1.offset) }
-            if merged {
-                for (index, done) in complete.enumerated() { done(.success([all[index]])) }
+            // Read each event's id and topic in place: copying whole events here cost more than
+            // the rest of the answer.
+            func receipt(_ i: Int) -> MeshReceipt {
+                MeshReceipt(id: events[i].id, topic: events[i].topic, partition: receipts[i].partition, offset: receipts[i].offset)
+            }
+            let answered = min(events.count, receipts.count)
+            if let batch {
+                batch(.success((0..<answered).map(receipt)))
             } else {
-                complete[0](.success(all))
+                for i in 0..<answered { singles[i](.success(receipt(i))) }
+                for i in answered..<singles.count { singles[i](.failure(WireError(.internalError, "the server answered \(answered) of \(events.count) events"))) }
             }
         case .failure(let error):
-            for done in complete { done(.failure(error)) }
+            if let batch { batch(.failure(error)) }
+            for done in singles { done(.failure(error)) }
         }
     }
 }
@@ -66,7 +99,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var queued: [PublishRequest] = []
     private var queuedHead = 0
     /// Single publishes of this event-loop turn, merged when the turn ends.
-    private var singles: [(event: Event, complete: @Sendable (Result<[MeshReceipt], WireError>) -> Void)] = []
+    /// Single publishes of this turn of the loop, to be merged: kept as the request they will most
+    /// likely become, so that a turn whose publishes fit one batch hands its arrays over whole.
+    private var singles = PublishRequest(events: [], singles: [])
+    private var singlesBytes = 0
     private var turnScheduled = false
     private var sinks: [UInt32: any SubscriptionSink] = [:]
     private var needsFlush = false
@@ -138,24 +174,26 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    func publish(_ event: Event, _ complete: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+    func publish(_ event: Event, _ complete: @escaping PublishRequest.Single) {
         guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
         if options.mergePublishes {
-            singles.append((event, complete))
+            singlesBytes += EventCodec.encodedSize(event) + 4
+            singles.events.append(event)
+            singles.singles.append(complete)
             scheduleTurnEnd()
         } else {
-            enqueue(PublishRequest(events: [event], merged: false, complete: [complete]))
+            enqueue(PublishRequest(events: [event], singles: [complete]))
         }
     }
 
-    func publish(batch events: [Event], _ complete: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+    func publish(batch events: [Event], _ complete: @escaping PublishRequest.Batch) {
         guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
-        enqueue(PublishRequest(events: events, merged: false, complete: [complete]))
+        enqueue(PublishRequest(batch: events, complete))
     }
 
     func publish(encoded events: [[UInt8]], _ complete: @escaping @Sendable (Result<[PublishReceipt], WireError>) -> Void) {
         guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
-        enqueue(PublishRequest(events: [], merged: false, complete: [], encoded: events, completeEncoded: complete))
+        enqueue(PublishRequest(encoded: events, complete))
     }
 
     func subscribe(_ sink: any SubscriptionSink, pattern: TopicPattern, group: String?, start: StartPosition,
@@ -205,21 +243,26 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     private func endTurn() {
         turnScheduled = false
-        let pending = singles
-        singles.removeAll(keepingCapacity: true)
+        var pending = PublishRequest(events: [], singles: [])
+        swap(&pending, &singles)
+        let bytes = singlesBytes
+        singlesBytes = 0
+        if pending.events.isEmpty { return }
+        if pending.events.count <= options.maxMergedEvents, bytes <= options.maxMergedBytes {
+            return enqueue(pending)
+        }
         var index = 0
-        while index < pending.count {
-            var request = PublishRequest(events: [], merged: true, complete: [])
+        while index < pending.events.count {
+            var request = PublishRequest(events: [], singles: [])
             var bytes = 0
-            while index < pending.count, request.events.count < options.maxMergedEvents {
-                let size = EventCodec.encodedSize(pending[index].event) + 4
+            while index < pending.events.count, request.events.count < options.maxMergedEvents {
+                let size = EventCodec.encodedSize(pending.events[index]) + 4
                 if !request.events.isEmpty, bytes + size > options.maxMergedBytes { break }
                 bytes += size
-                request.events.append(pending[index].event)
-                request.complete.append(pending[index].complete)
+                request.events.append(pending.events[index])
+                request.singles.append(pending.singles[index])
                 index += 1
             }
-            if request.events.count == 1 { request.merged = false }
             enqueue(request, pump: false)
         }
         pump()
@@ -262,8 +305,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
            [.forbidden, .invalidTopic, .invalidEvent, .eventTooLarge].contains(error.code) {
             // One caller's bad event failed the merged batch (nothing was stored): send each alone
             // so that only that caller hears about it.
-            for (event, done) in zip(request.events, request.complete) {
-                queued.insert(PublishRequest(events: [event], merged: false, complete: [done]), at: queuedHead)
+            for (event, done) in zip(request.events, request.singles).reversed() {
+                queued.insert(PublishRequest(events: [event], singles: [done]), at: queuedHead)
             }
         } else {
             request.finish(result)
@@ -327,8 +370,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         for request in queued[queuedHead...] { request.finish(.failure(failure)) }
         queued.removeAll()
         queuedHead = 0
-        for single in singles { single.complete(.failure(failure)) }
-        singles.removeAll()
+        singles.finish(.failure(failure))
+        singles = PublishRequest(events: [], singles: [])
+        singlesBytes = 0
         for request in inFlight.values { request.finish(.failure(failure)) }
         inFlight.removeAll()
         sinks.removeAll()

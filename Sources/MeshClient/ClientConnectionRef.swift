@@ -55,12 +55,11 @@ struct ClientConnectionRef: Sendable {
 
     func publish(_ event: Event) async throws -> MeshReceipt {
         let handler = self.handler
-        let receipts = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[MeshReceipt], any Error>) in
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<MeshReceipt, any Error>) in
             handler.eventLoop.execute {
                 handler.value.publish(event) { cont.resume(with: $0.mapError { $0 }) }
             }
         }
-        return receipts[0]
     }
 
     func publish(batch events: [Event]) async throws -> [MeshReceipt] {
@@ -88,10 +87,15 @@ struct ClientConnectionRef: Sendable {
         }
     }
 
-    /// Callback form, for load generators that keep many publishes in flight without tasks.
-    func publish(_ event: Event, completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
+    /// Callback form, for load generators that keep many publishes in flight without tasks. Called
+    /// on the connection's own event loop (from a completion, say), it publishes at once.
+    func publish(_ event: Event, completion: @escaping PublishRequest.Single) {
         let handler = self.handler
-        handler.eventLoop.execute { handler.value.publish(event, completion) }
+        if handler.eventLoop.inEventLoop {
+            handler.value.publish(event, completion)
+        } else {
+            handler.eventLoop.execute { handler.value.publish(event, completion) }
+        }
     }
 
     func subscribe(_ sink: any SubscriptionSink, pattern: TopicPattern, group: String?, start: StartPosition,

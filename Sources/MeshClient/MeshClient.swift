@@ -24,7 +24,11 @@ public final class MeshClient: Sendable {
         public var token: String?
         /// Merge single publishes made in the same instant into one PUBLISH_BATCH.
         public var mergePublishes = true
-        public var maxMergedEvents = 1024
+        /// Events in one merged PUBLISH_BATCH at most. Small enough that a window of publishes goes
+        /// out as several batches the server stores one after another: it answers the first while
+        /// this side still encodes the next, instead of the two taking turns over one big batch
+        /// (1 connection, 256 in flight: about 1.5× the rate of batches of 1,024; 16 connections: the same).
+        public var maxMergedEvents = 128
         public var maxMergedBytes = 512 << 10
         /// Reconnect after the connection drops. Off: the client ends like a closed one.
         public var reconnect = true
@@ -118,11 +122,11 @@ public final class MeshClient: Sendable {
 
     /// Publishes without awaiting: `completion` runs on an event-loop thread with the receipt or
     /// the error. For load generators that keep thousands of publishes in flight.
-    public func publish(_ event: Event, completion: @escaping @Sendable (Result<MeshReceipt, WireError>) -> Void) {
+    public func publish(_ event: consuming Event, completion: @escaping @Sendable (Result<MeshReceipt, WireError>) -> Void) {
         guard let connection = state.withLock({ $0.connection }) else {
             return completion(.failure(.disconnected))
         }
-        connection.publish(withID(event)) { completion($0.map { $0[0] }) }
+        connection.publish(withID(event), completion: completion)
     }
 
     /// Publishes a batch without awaiting. Batches published one after another from one task are
@@ -158,10 +162,8 @@ public final class MeshClient: Sendable {
         connection.publish(encoded: batches, completion: completion)
     }
 
-    private func withID(_ event: Event) -> Event {
-        guard event.id.isEmpty else { return event }
-        var event = event
-        event.id = EventIDGenerator.shared.next().description
+    private func withID(_ event: consuming Event) -> Event {
+        if event.id.isEmpty { event.id = EventIDGenerator.shared.next().description }
         return event
     }
 

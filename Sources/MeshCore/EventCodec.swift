@@ -39,6 +39,15 @@ public enum EventCodec {
         }
     }
 
+    /// Writes the encoding at the start of `destination`, which must hold `size` bytes, the
+    /// event's `encodedSize`: for a caller that encodes straight into its own buffer.
+    public static func encode(_ event: Event, size: Int, into destination: UnsafeMutableRawBufferPointer) {
+        precondition(destination.count >= size, "the destination holds fewer bytes than the encoding")
+        var writer = Writer(base: UnsafeMutableRawBufferPointer(rebasing: destination[..<size]))
+        writer.write(event)
+        assert(writer.position == size)
+    }
+
     /// The exact number of bytes `encode` produces for this event.
     public static func encodedSize(_ event: Event) -> Int {
         encodedSize(event, Header(event))

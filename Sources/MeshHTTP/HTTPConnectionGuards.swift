@@ -41,11 +41,13 @@ extension ServerCore {
                                       stats: settings.limiter.stats)
         try sync.addHandler(deadlines)
         try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
-        try sync.addHandler(HTTPExchangeTracker(deadlines: deadlines, stats: settings.limiter.stats))
         if let refusal {
+            try sync.addHandler(HTTPExchangeTracker(deadlines: deadlines, stats: settings.limiter.stats))
             try sync.addHandler(HTTPRefusingHandler(problem: .tooManyConnections(refusal.message)))
         } else {
-            try sync.addHandler(HTTPConnectionHandler(core: self))
+            // The API's handler tells the deadlines itself where exchanges end: one handler fewer
+            // for every request and response part to pass through.
+            try sync.addHandler(HTTPConnectionHandler(core: self, deadlines: deadlines, stats: settings.limiter.stats))
         }
     }
 }
@@ -74,6 +76,10 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     private var deadline = NIODeadline.distantFuture
     private var check: RepeatedTask?
     private var context: ChannelHandlerContext?
+    /// Bytes received since the last response ended (see `channelReadComplete`).
+    private var unanswered = 0
+    /// How far reading runs ahead of the answers.
+    static let readAheadBytes = 16 << 10
 
     init(idleTimeout: TimeAmount, requestTimeout: TimeAmount, stats: ListenerStats) {
         self.idleTimeout = idleTimeout
@@ -109,7 +115,22 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
             phase = .receiving
             deadline = .now() + requestTimeout
         }
+        unanswered += unwrapInboundIn(data).readableBytes
         context.fireChannelRead(data)
+    }
+
+    /// Keeps the socket readable while a request is being answered. NIO's pipelining handler holds
+    /// back reads until the response ends, and NIO then takes the socket out of the poller's read
+    /// set and puts it back once the answer is written: two `epoll_ctl` calls for every request
+    /// answered later (a publish waits for the log). Asking for the next read here leaves the read
+    /// interest in place. What arrives meanwhile waits in the pipelining handler, as pipelined
+    /// requests always do; past `readAheadBytes` unanswered bytes the holding back applies again,
+    /// so a client that pipelines without reading answers still costs at most that much.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+        if phase != .closed && unanswered < Self.readAheadBytes && context.channel.isActive {
+            context.read()
+        }
     }
 
     private func start(_ context: ChannelHandlerContext) {
@@ -134,6 +155,7 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func responseEnded() {
+        unanswered = 0
         guard phase != .closed else { return }
         phase = .idle
         deadline = .now() + idleTimeout
@@ -163,7 +185,8 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// Behind the HTTP codec and its pipelining handler (so it sees one request at a time): tells
-/// `HTTPDeadlines` where each request and response ends, and counts 431 answers.
+/// `HTTPDeadlines` where each request and response ends, and counts 431 answers. Only the refusing
+/// handler needs it: `HTTPConnectionHandler` does the same itself.
 final class HTTPExchangeTracker: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart

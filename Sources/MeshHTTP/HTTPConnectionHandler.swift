@@ -1,6 +1,7 @@
 import MeshAuth
 import MeshBroker
 import MeshCore
+import MeshNet
 import NIOCore
 import NIOHTTP1
 
@@ -34,7 +35,15 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var publishMode = CloudEventsHTTP.Mode.plain
     private var keepAlive = true
 
-    init(core: ServerCore) { self.core = core }
+    /// Told where each request and response ends (the request and idle deadlines).
+    private let deadlines: HTTPDeadlines?
+    private let stats: ListenerStats?
+
+    init(core: ServerCore, deadlines: HTTPDeadlines? = nil, stats: ListenerStats? = nil) {
+        self.core = core
+        self.deadlines = deadlines
+        self.stats = stats
+    }
 
     func channelInactive(context: ChannelHandlerContext) {
         state = .closed
@@ -43,7 +52,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): receiveHead(head, context: context)
+        case .head(let head):
+            deadlines?.requestHeadArrived()
+            receiveHead(head, context: context)
         case .body(var chunk):
             guard case .collecting(let head, let route, let query, var body, let limit) = state else { return }
             let size = (body?.readableBytes ?? 0) + chunk.readableBytes
@@ -54,6 +65,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 respond(context: context, problem: .bodyTooLarge(limit: limit))
                 return
             }
+            // Out of the state first, so the buffer is uniquely held and grows in place.
+            state = .waiting
             if body == nil {
                 body = chunk
             } else {
@@ -61,6 +74,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             }
             state = .collecting(head: head, route: route, query: query, body: body, limit: limit)
         case .end:
+            deadlines?.requestEndArrived()
             switch state {
             case .collecting(let head, let route, let query, let body, _):
                 state = .waiting
@@ -264,7 +278,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let core = self.core
         let inbox = self.inbox ?? core.inbox(for: context.eventLoop)
         self.inbox = inbox
-        core.broker.publish(events, ingress: "http") { result in
+        // Handed to the loop's batch: the broker gets every publish this loop iteration decodes,
+        // from all its connections, at once; the answer still comes back to this connection alone.
+        inbox.publish(PublishRequest(events: events) { result in
             inbox.submit {
                 let (handler, context) = bound.value
                 switch result {
@@ -282,7 +298,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 }
                 core.inflight.subtract(1, ordering: .relaxed)
             }
-        }
+        })
     }
 
     private func fetch(topic name: String, identity: Identity, query: QueryParameters, context: ChannelHandlerContext) throws(Problem) {
@@ -377,6 +393,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, contentType: String, body: [UInt8],
                  extraHeaders: [(String, String)] = []) {
         if case .closed = state { return }
+        if status == .requestHeaderFieldsTooLarge { stats?.count(.headerBytes) }
         var headers = HTTPHeaders()
         headers.reserveCapacity(4 + extraHeaders.count)
         headers.add(name: "content-type", value: contentType)
@@ -387,6 +404,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         var buffer = context.channel.allocator.buffer(capacity: body.count)
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // Before the end is written: the pipelining handler hands over the next buffered request
+        // from inside that write, and that request must find the connection idle.
+        deadlines?.responseEnded()
         if keepAlive {
             // The state changes before the end is written: the pipelining handler delivers the
             // next buffered request from inside that write. A request answered before its end was

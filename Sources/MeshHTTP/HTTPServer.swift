@@ -125,7 +125,7 @@ final class ServerCore: Sendable {
     func inbox(for loop: any EventLoop) -> LoopInbox {
         inboxes.withLock { boxes in
             if let box = boxes[ObjectIdentifier(loop)] { return box }
-            let box = LoopInbox(loop: loop)
+            let box = LoopInbox(loop: loop, broker: broker)
             boxes[ObjectIdentifier(loop)] = box
             return box
         }

@@ -337,27 +337,68 @@ struct JSONWriter {
 
     mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
 
-    mutating func int<T: BinaryInteger>(_ v: T) { raw(String(v)) }
+    /// Decimal digits written straight into the bytes: no `String` in between.
+    mutating func int<T: BinaryInteger>(_ v: T) {
+        if let small = Int64(exactly: v) {
+            int64(small)
+        } else {
+            raw(String(v))
+        }
+    }
+
+    private mutating func int64(_ v: Int64) {
+        if v < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            if v == .min {
+                raw("9223372036854775808")
+                return
+            }
+        }
+        var magnitude = v.magnitude
+        if magnitude < 10 {
+            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of a UInt64
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var end = buffer.count
+            while magnitude > 0 {
+                end -= 1
+                buffer[end] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            }
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[end...]))
+        }
+    }
 
     mutating func string(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): raw("\\\"")
-            case UInt8(ascii: "\\"): raw("\\\\")
-            case 0x0A: raw("\\n")
-            case 0x0D: raw("\\r")
-            case 0x09: raw("\\t")
-            case 0..<0x20:
-                raw("\\u00")
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                bytes.append(hex[Int(b >> 4)])
-                bytes.append(hex[Int(b & 0xF)])
-            default: bytes.append(b)
+        var s = s
+        s.withUTF8 { utf8 in
+            // Most strings (ids, topics, names) need no escaping: copy them whole.
+            if !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                bytes.append(contentsOf: utf8)
+                return
+            }
+            for b in utf8 {
+                switch b {
+                case UInt8(ascii: "\""): raw("\\\"")
+                case UInt8(ascii: "\\"): raw("\\\\")
+                case 0x0A: raw("\\n")
+                case 0x0D: raw("\\r")
+                case 0x09: raw("\\t")
+                case 0..<0x20:
+                    raw("\\u00")
+                    bytes.append(Self.hex[Int(b >> 4)])
+                    bytes.append(Self.hex[Int(b & 0xF)])
+                default: bytes.append(b)
+                }
             }
         }
         bytes.append(UInt8(ascii: "\""))
     }
+
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// `"name":` — `first` false puts a comma before it.
     mutating func key(_ name: String, first: inout Bool) {

@@ -34,9 +34,12 @@ enum Router {
         func only(_ allowed: HTTPMethod, _ route: @autoclosure () -> Route) -> RouteMatch {
             method == allowed ? .route(route()) : .methodNotAllowed([allowed])
         }
-        func rest(after prefix: String) -> Result<String, Problem>? {
-            guard path.hasPrefix(prefix), path.utf8.count > prefix.utf8.count else { return nil }
-            let tail = path.dropFirst(prefix.count)
+        func rest(after prefix: StaticString) -> Result<String, Problem>? {
+            // Bytes, not characters: the prefixes are ASCII, and comparing characters costs a
+            // Unicode-aware walk on every request.
+            let p = UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
+            guard path.utf8.count > p.count, path.utf8.starts(with: p) else { return nil }
+            let tail = Substring(path.utf8.dropFirst(p.count))
             guard let decoded = percentDecode(tail) else { return .failure(.invalidRequest("the path \(path) has an invalid percent-escape")) }
             return .success(decoded)
         }

@@ -1,4 +1,5 @@
 import CMosquitto
+import CMosquittoLoader
 import Foundation
 import Logging
 import Synchronization
@@ -97,7 +98,7 @@ final class MQTTClient: @unchecked Sendable {
     static let maxBurst = 4096
 
     init(name: String, settings: MQTTSettings, sink: (any MQTTMessageSink)?, logger: Logger) {
-        _ = libraryInitialised
+        precondition(mosquittoUnavailable == nil, "an MQTT client needs libmosquitto: \(mosquittoUnavailable ?? "")")
         self.name = name
         self.settings = settings
         self.sink = sink
@@ -632,8 +633,10 @@ struct MQTTPublishFailure: Error, Sendable {
     var permanent = false
 }
 
-/// libmosquitto's global initialisation, done once before the first client.
-private let libraryInitialised: Bool = {
+/// libmosquitto, opened and initialised once before the first client: nil, or why it cannot be.
+let mosquittoUnavailable: String? = {
+    var error = [CChar](repeating: 0, count: 512)
+    guard mesh_mosquitto_load(&error, error.count) == 1 else { return String(decoding: error.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self) }
     mosquitto_lib_init()
-    return true
+    return nil
 }()

@@ -66,6 +66,11 @@ public final class MQTTConnectors: DestinationProvider, Sendable {
             logger.error("mqtt connector \(spec.name) (\(spec.location)): \(error.message)")
             return nil
         }
+        if let unavailable = mosquittoUnavailable {
+            state.withLock { $0.invalid[spec.name] = (spec, unavailable) }
+            logger.error("mqtt connector \(spec.name) (\(spec.location)): \(unavailable)")
+            return nil
+        }
         let (runtime, replaced) = state.withLock { s -> (Runtime?, Runtime?) in
             if s.stopped { return (nil, nil) }
             s.invalid[spec.name] = nil

@@ -30,8 +30,10 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     /// Output beyond this is flushed at once rather than at the end of the read burst.
     static let flushThreshold = 64 << 10
     /// Publishes of one read burst go to the broker together, at the end of the burst or once
-    /// they hold this many events.
-    static let burstEvents = 1024
+    /// they hold this many events. A few hundred events already make one append cheap per event;
+    /// beyond that, storing the first part of a long burst while the rest is still being decoded
+    /// (and answering it sooner, so the client refills its window sooner) is worth more.
+    static let burstEvents = 128
 
     private final class OpenSubscription {
         let id: UInt32

@@ -59,10 +59,11 @@ extension Frame {
             buffer.writeEvent(event)
         case .publishBatch(_, let events):
             buffer.writeInteger(UInt32(events.count))
-            for event in events {
+            // By index: each event is encoded where it lies, not copied out of the array first.
+            for i in events.indices {
                 let lengthIndex = buffer.writerIndex
                 buffer.writeInteger(UInt32(0))
-                let written = buffer.writeEvent(event)
+                let written = buffer.writeEvent(events[i])
                 buffer.setInteger(UInt32(written), at: lengthIndex)
             }
         case .publishEncoded(_, let events):
@@ -144,11 +145,12 @@ extension ByteBuffer {
     /// The event in MeshCore's binary encoding, with no length of its own; returns its size.
     @discardableResult
     mutating func writeEvent(_ event: Event) -> Int {
-        // EventCodec writes into an array; one copy into the buffer is the price of not reaching
-        // into MeshCore's internals from here.
-        let bytes = EventCodec.encode(event)
-        writeBytes(bytes)
-        return bytes.count
+        let size = EventCodec.encodedSize(event)
+        writeWithUnsafeMutableBytes(minimumWritableBytes: size) { destination in
+            EventCodec.encode(event, size: size, into: destination)
+            return size
+        }
+        return size
     }
 }
 

@@ -70,6 +70,16 @@ import Testing
         }
     }
 
+    @Test func encodingIntoABufferWritesExactlyTheEncodingAndNothingBeyond() throws {
+        for event in try Self.samples() {
+            let size = EventCodec.encodedSize(event)
+            var buffer = [UInt8](repeating: 0xEE, count: size + 16)
+            buffer.withUnsafeMutableBytes { EventCodec.encode(event, size: size, into: $0) }
+            #expect(Array(buffer[..<size]) == EventCodec.encode(event))
+            #expect(buffer[size...].allSatisfy { $0 == 0xEE }, "the bytes after the encoding are untouched")
+        }
+    }
+
     @Test func retopicEqualsEncodingTheEventWithTheNewTopic() throws {
         for event in try Self.samples() {
             for name in ["out/" + event.topic.name, "x", "a/" + String(repeating: "b", count: 200)] {

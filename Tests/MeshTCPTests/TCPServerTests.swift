@@ -297,6 +297,34 @@ import Testing
         await client.close()
     }
 
+    @Test func mergedPublishesWithABadEventFailItAloneAndStoreTheRestInOrder() async throws {
+        let server = try await TestServer()
+        defer { server.remove() }
+        let client = try await MeshClient.connect(port: server.port, name: "merged")
+        let results = Mutex<[Int: Result<MeshReceipt, WireError>]>([:])
+        // Published from a completion, which runs on the connection's event loop: all eight land in
+        // one turn of the loop and go out merged into one PUBLISH_BATCH.
+        client.publish(Event(topic: topic("m/x"), partitionKey: "k", data: Array("first".utf8))) { _ in
+            for n in 0..<8 {
+                var event = Event(topic: topic("m/x"), partitionKey: "k", data: Array("\(n)".utf8))
+                if n == 3 { event.extensions = ["Not-Valid": "x"] }
+                client.publish(event) { result in results.withLock { $0[n] = result } }
+            }
+        }
+        #expect(await eventually { results.withLock { $0.count } == 8 })
+        let all = results.withLock { $0 }
+        if case .failure(let error) = all[3] {
+            #expect(error.code == .invalidEvent)
+        } else {
+            Issue.record("the event with an invalid extension name was stored")
+        }
+        let offsets = [0, 1, 2, 4, 5, 6, 7].compactMap { try? all[$0]?.get().offset }
+        #expect(offsets.count == 7, "the other seven were stored")
+        #expect(offsets == offsets.sorted(), "retried one by one, they keep the order they were published in")
+        await client.close()
+        await server.stop()
+    }
+
     @Test func clientResumesAfterTheServerRestarts() async throws {
         let first = try await TestServer()
         defer { first.remove() }

@@ -15,4 +15,19 @@ int mesh_crc32c_hardware(void);
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Returns 0 or an errno.
 int mesh_start_writeback(int fd, int64_t offset, int64_t len);
 
+/// A function a library is opened for: its name and where its address goes.
+typedef struct {
+    const char *name;
+    void **slot;
+} mesh_symbol;
+
+/// Opens the shared library `soname` (dlopen, local binding) and fills every slot with its
+/// symbol. Returns 1 when all resolved; otherwise 0, with the reason in `error` (`size` bytes).
+int mesh_open_library(const char *soname, const mesh_symbol *symbols, size_t count, char *error, size_t size);
+
+/// Ends the process with a message naming `function` and why its library could not be opened:
+/// called by a forwarding stub whose library is missing, which the connectors rule out by opening
+/// it first and refusing the connector with that reason.
+void mesh_library_not_loaded(const char *function, const char *reason) __attribute__((noreturn));
+
 #endif

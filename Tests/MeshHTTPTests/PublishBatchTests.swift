@@ -1,0 +1,116 @@
+import Foundation
+import MeshHTTP
+import Testing
+
+/// The publishes one event loop decodes from many connections in one iteration go to the broker as
+/// one batch (docs/architecture.md, "Threads of the HTTP listener"). Batching must not show: each
+/// request is answered on its own connection, in that connection's order, and a bad request fails
+/// alone.
+@Suite struct PublishBatchTests {
+    /// One answer read off the wire: status, body.
+    struct Answer {
+        let status: Int
+        let body: String
+    }
+
+    /// Splits the bytes of consecutive HTTP/1.1 responses (each with a content-length).
+    static func answers(_ wire: String) throws -> [Answer] {
+        var out: [Answer] = []
+        var rest = Substring(wire)
+        while let start = rest.range(of: "HTTP/1.1 ") {
+            rest = rest[start.upperBound...]
+            let status = try #require(Int(rest.prefix(3)))
+            let headEnd = try #require(rest.range(of: "\r\n\r\n"))
+            let head = rest[..<headEnd.lowerBound].lowercased()
+            let lengthLine = try #require(head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") })
+            let length = try #require(Int(lengthLine.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)))
+            let body = rest[headEnd.upperBound...].utf8.prefix(length)
+            out.append(Answer(status: status, body: try #require(String(body))))
+            rest = rest[body.endIndex...]
+        }
+        return out
+    }
+
+    @Test func concurrentConnectionsGetTheirOwnAnswersInOrderAndABadRequestFailsAlone() async throws {
+        let gw = try await TestGateway { $0.maxEventBytes = 64 }
+        defer { Task { try await gw.stop() } }
+        let connections = 24, perConnection = 12
+        // Each connection pipelines its publishes; on every third connection one of them is a
+        // structured event whose data is over the broker's limit (the listener lets structured
+        // bodies up to 8 MiB through: the broker refuses it, inside a batch of good ones).
+        func bad(_ c: Int) -> Int? { c % 3 == 0 ? c % perConnection : nil }
+        let big = String(repeating: "x", count: 200)
+        let results = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for c in 0..<connections {
+                group.addTask {
+                    var wire = ""
+                    for i in 0..<perConnection {
+                        if bad(c) == i {
+                            let body = #"{"specversion":"1.0","id":"big-\#(c)","source":"t","type":"t","data":"\#(big)"}"#
+                            wire += "POST /v1/publish/batch/t HTTP/1.1\r\nhost: x\r\ncontent-type: application/cloudevents+json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+                        } else {
+                            let body = "c\(c)-r\(i)"
+                            wire += "POST /v1/publish/batch/t HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+                        }
+                    }
+                    wire += "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+                    return (c, try await rawExchange(port: gw.port, Array(wire.utf8), timeout: .seconds(30)))
+                }
+            }
+            var all: [Int: String] = [:]
+            for try await (c, text) in group { all[c] = text }
+            return all
+        }
+        let stored = try await gw.fetch("batch/t", max: 1000)
+        #expect(stored.count == connections * perConnection - (0..<connections).filter { bad($0) != nil }.count)
+        var dataAt: [Int: String] = [:]
+        for e in stored {
+            if let offset = e["offset"] as? Int { dataAt[offset] = String(decoding: try dataBytes(e), as: UTF8.self) }
+        }
+        for c in 0..<connections {
+            let answers = try Self.answers(try #require(results[c]))
+            try #require(answers.count == perConnection + 1, "connection \(c): \(results[c] ?? "")")
+            var lastOffset = -1
+            for i in 0..<perConnection {
+                let a = answers[i]
+                if bad(c) == i {
+                    #expect(a.status == 413, "connection \(c) request \(i): \(a.body)")
+                    #expect(a.body.contains(#""code":"event.too_large""#), "\(a.body)")
+                    continue
+                }
+                #expect(a.status == 200, "connection \(c) request \(i): \(a.body)")
+                let receipt = try #require(try JSONSerialization.jsonObject(with: Data(a.body.utf8)) as? [String: Any])
+                let offset = try #require(receipt["offset"] as? Int)
+                // This connection's own event is at the offset it was told, after its earlier ones.
+                #expect(dataAt[offset] == "c\(c)-r\(i)", "connection \(c) request \(i) got offset \(offset)")
+                #expect(offset > lastOffset)
+                lastOffset = offset
+            }
+            #expect(answers[perConnection].status == 200 && answers[perConnection].body == #"{"status":"ok"}"#)
+        }
+    }
+}
+
+extension PublishBatchTests {
+    /// A client that writes far more pipelined publishes than the listener reads ahead (16 KiB)
+    /// before reading any answer still gets every one, in order.
+    @Test func aLongPipelineBeyondTheReadAheadIsAnsweredInOrder() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        let count = 400
+        var wire = ""
+        for i in 0..<count {
+            let body = "p\(i)-" + String(repeating: "y", count: 100)
+            wire += "POST /v1/publish/batch/long HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        #expect(wire.utf8.count > 3 * (16 << 10))
+        wire += "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        let answers = try Self.answers(try await rawExchange(port: gw.port, Array(wire.utf8), timeout: .seconds(30)))
+        try #require(answers.count == count + 1)
+        for i in 0..<count {
+            #expect(answers[i].status == 200)
+            #expect(answers[i].body.contains(#""offset":\#(i)}"#), "answer \(i): \(answers[i].body)")
+        }
+        #expect(answers[count].body == #"{"status":"ok"}"#)
+    }
+}
