@@ -18,6 +18,27 @@ struct BridgeDestination: Destination {
         try await link.send(events.map { Self.stamped($0, site: link.site) })
     }
 
+    /// Pass-through: a route with no filter, no transform and a topic template that reads no
+    /// attribute hands over the log's own bytes, which go on the wire with only this site appended
+    /// to their hop list (when it is not the last hop already): never decoded, never re-encoded.
+    var acceptsEncoded: Bool { true }
+
+    func deliver(encoded events: [EncodedEvent]) async throws(DeliveryError) {
+        var out: [[UInt8]] = []
+        out.reserveCapacity(events.count)
+        var last: Int64?
+        for e in events {
+            do {
+                let (bytes, time) = try EventCodec.leaving(e.bytes, site: link.site)
+                out.append(bytes)
+                last = time ?? last
+            } catch {
+                throw DeliveryError("an encoded event is not an event: \(error.message)", retryable: false)
+            }
+        }
+        try await link.send(encoded: out, lastTime: last)
+    }
+
     /// The event as it leaves `site`: its hop list names the origin first and ends with `site`.
     /// An event without hops was published here before hop lists were stamped at ingest.
     static func stamped(_ event: Event, site: String) -> Event {

@@ -120,21 +120,74 @@ public final class BridgeIngressService: BridgeIngress {
 
     public func publish(_ events: [Event], from peer: String,
                         completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
-        received.add(events.count, ordering: .relaxed)
-        var receipts = [MeshWire.PublishReceipt?](repeating: nil, count: events.count)
-        var toStore: [Event] = []
-        var storeIndex: [Int] = []
+        let admitted = admit(events.count, from: peer) { i in
+            (events[i].hops.contains(site), events[i].hops.first, events[i].id)
+        }
+        guard let admitted = answered(admitted, completion) else { return }
+        let toStore = admitted.indices.map { i in
+            var e = events[i]
+            if e.hops.isEmpty { e.hops = [peer] }
+            e.hops.append(site)
+            if !options.topicPrefix.isEmpty, let t = try? Topic(options.topicPrefix + e.topic.name) { e.topic = t }
+            return e
+        }
+        broker.publish(toStore, ingress: "bridge") { [self] result in finish(admitted, result, completion) }
+    }
+
+    /// Pass-through: each event that is new here is stored as the bytes it arrived in with this
+    /// site appended to its hop list — the bytes the decoding path (`publish(_:from:completion:)`)
+    /// would store, without decoding and re-encoding it. A batch with an event that filling would
+    /// change (no hops, no time, …) or a receiving topic prefix takes the decoding path.
+    public func publish(encoded envelopes: [EventEnvelope], from peer: String,
+                        completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
+        guard options.topicPrefix.isEmpty, envelopes.allSatisfy(\.isFilled) else {
+            var events: [Event] = []
+            events.reserveCapacity(envelopes.count)
+            for envelope in envelopes {
+                do { events.append(try EventCodec.decode(envelope.bytes)) } catch {
+                    return completion(.failure(WireError(.invalidEvent, error.message)))
+                }
+            }
+            return publish(events, from: peer, completion: completion)
+        }
+        let admitted = admit(envelopes.count, from: peer) { i in
+            (envelopes[i].names(hop: site), envelopes[i].origin, envelopes[i].id)
+        }
+        guard let admitted = answered(admitted, completion) else { return }
+        let toStore = admitted.indices.map { EncodedPublish(envelope: envelopes[$0], bytes: envelopes[$0].appendingHop(site)) }
+        broker.publish([PublishRequest(events: [], encoded: toStore) { [self] result in finish(admitted, result, completion) }],
+                       ingress: "bridge")
+    }
+
+    /// What one batch stores: the receipts of what it does not (duplicates and loops), the
+    /// indices of the events to store and their dedupe keys, and its in-flight ticket.
+    struct Admission: Sendable {
+        var receipts: [MeshWire.PublishReceipt?]
+        var indices: [Int]
+        var keys: [Key]
+        var ticket: UInt64
+    }
+
+    /// Loop check and dedupe of a batch of `count` events, described by `event(i)`: whether its
+    /// hops name this site, its first hop and its id. Nil when another bridge connection is
+    /// storing one of them right now.
+    private func admit(_ count: Int, from peer: String, _ event: (Int) -> (loop: Bool, origin: String?, id: String)) -> Admission? {
+        received.add(count, ordering: .relaxed)
+        var receipts = [MeshWire.PublishReceipt?](repeating: nil, count: count)
+        var indices: [Int] = []
         var keys: [Key] = []
         let ticket = state.withLock { s -> UInt64? in
             var batchKeys: Set<Key> = []
-            for (i, event) in events.enumerated() {
-                if event.hops.contains(site) {
+            batchKeys.reserveCapacity(count)
+            for i in 0..<count {
+                let (loop, first, id) = event(i)
+                if loop {
                     receipts[i] = .loop
                     continue
                 }
                 // An event without hops came straight from the peer's own publishers.
-                let origin = event.hops.first ?? peer
-                let key = Key(origin: origin, id: DedupeID(event.id))
+                let origin = first ?? peer
+                let key = Key(origin: origin, id: DedupeID(id))
                 if s.window.contains(origin: origin, id: key.id) || batchKeys.contains(key) {
                     receipts[i] = .duplicate
                     continue
@@ -146,61 +199,69 @@ public final class BridgeIngressService: BridgeIngress {
                 }
                 batchKeys.insert(key)
                 keys.append(key)
-                var e = event
-                if e.hops.isEmpty { e.hops = [peer] }
-                e.hops.append(site)
-                if !options.topicPrefix.isEmpty, let t = try? Topic(options.topicPrefix + e.topic.name) { e.topic = t }
-                toStore.append(e)
-                storeIndex.append(i)
+                indices.append(i)
             }
             for k in keys { s.inFlight.insert(k) }
             s.nextTicket += 1
             s.tickets.insert(s.nextTicket)
             return s.nextTicket
         }
-        guard let ticket else {
+        guard let ticket else { return nil }
+        return Admission(receipts: receipts, indices: indices, keys: keys, ticket: ticket)
+    }
+
+    /// Answers a batch with nothing to store (or contended) and returns nil; else the admission.
+    private func answered(_ admitted: Admission?, _ completion: @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) -> Admission? {
+        guard let admitted else {
             contended.add(1, ordering: .relaxed)
-            return completion(.failure(WireError(.overloaded, "some of these events are being stored from another bridge; retry", retryAfterMilliseconds: 20)))
+            completion(.failure(WireError(.overloaded, "some of these events are being stored from another bridge; retry", retryAfterMilliseconds: 20)))
+            return nil
         }
-        let notStored = receipts.reduce(into: (0, 0)) { acc, r in
+        let notStored = admitted.receipts.reduce(into: (0, 0)) { acc, r in
             if r == .duplicate { acc.0 += 1 } else if r == .loop { acc.1 += 1 }
         }
         duplicates.add(notStored.0, ordering: .relaxed)
         loops.add(notStored.1, ordering: .relaxed)
-        guard !toStore.isEmpty else {
-            state.withLock { _ = $0.tickets.remove(ticket) }
-            return completion(.success(receipts.map { $0! }))
+        guard !admitted.indices.isEmpty else {
+            state.withLock { _ = $0.tickets.remove(admitted.ticket) }
+            completion(.success(admitted.receipts.map { $0! }))
+            return nil
         }
-        let batchKeys = keys, indices = storeIndex, answered = receipts
-        broker.publish(toStore, ingress: "bridge") { [self] result in
-            var receipts = answered
-            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-            state.withLock { s in
-                for k in batchKeys { s.inFlight.remove(k) }
-                if case .success = result {
-                    // Runs of one origin (a bridge batch is usually all one) go in together.
-                    var start = batchKeys.startIndex
-                    while start < batchKeys.endIndex {
-                        let origin = batchKeys[start].origin
-                        var end = start + 1
-                        while end < batchKeys.endIndex && batchKeys[end].origin == origin { end += 1 }
-                        s.window.insert(origin: origin, ids: batchKeys[start..<end].lazy.map(\.id), at: now)
-                        start = end
-                    }
-                    s.dirty = true
+        return admitted
+    }
+
+    /// After the store: the ids enter the window (once durable), the ticket is returned, and the
+    /// batch is answered.
+    private func finish(_ admitted: Admission, _ result: Result<[MeshBroker.PublishReceipt], BrokerError>,
+                        _ completion: @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
+        var receipts = admitted.receipts
+        let batchKeys = admitted.keys
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        state.withLock { s in
+            for k in batchKeys { s.inFlight.remove(k) }
+            if case .success = result {
+                // Runs of one origin (a bridge batch is usually all one) go in together.
+                var start = batchKeys.startIndex
+                while start < batchKeys.endIndex {
+                    let origin = batchKeys[start].origin
+                    var end = start + 1
+                    while end < batchKeys.endIndex && batchKeys[end].origin == origin { end += 1 }
+                    s.window.insert(origin: origin, ids: batchKeys[start..<end].lazy.map(\.id), at: now)
+                    start = end
                 }
-                s.tickets.remove(ticket)
+                s.dirty = true
             }
-            switch result {
-            case .success(let stored):
-                storedCount.add(stored.count, ordering: .relaxed)
-                for (k, r) in zip(indices, stored) {
-                    receipts[k] = MeshWire.PublishReceipt(partition: UInt32(r.partition), offset: UInt64(r.offset))
-                }
-                completion(.success(receipts.map { $0! }))
-            case .failure(let error):
-                completion(.failure(WireError(broker: error)))
+            s.tickets.remove(admitted.ticket)
+        }
+        switch result {
+        case .success(let stored):
+            storedCount.add(stored.count, ordering: .relaxed)
+            for (k, r) in zip(admitted.indices, stored) {
+                receipts[k] = MeshWire.PublishReceipt(partition: UInt32(r.partition), offset: UInt64(r.offset))
             }
+            completion(.success(receipts.map { $0! }))
+        case .failure(let error):
+            completion(.failure(WireError(broker: error)))
         }
     }
 

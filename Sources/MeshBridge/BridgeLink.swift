@@ -2,6 +2,7 @@ import Foundation
 import MeshClient
 import MeshNet
 import MeshRouting
+import MeshWire
 import Synchronization
 
 /// One outbound connection to a remote site, shared by every route destination that names the same
@@ -110,29 +111,61 @@ public final class BridgeLink: Sendable {
     /// acknowledged every one: stored, or recognised as a duplicate or a loop.
     func send(_ events: [Event]) async throws(DeliveryError) {
         let client = try await client()
-        var frames: [[Event]] = []
-        var current: [Event] = []
+        let frames = Self.frames(of: events, size: EventCodec.encodedSize, maxEvents: frameEvents, maxBytes: frameBytes)
+        sent.add(events.count, ordering: .relaxed)
+        let results = await Self.collect(frames.count) { done in
+            client.publish(batches: frames) { i, result in
+                done(i, result.map { $0.map { PublishReceipt(partition: $0.partition, offset: $0.offset) } })
+            }
+        }
+        try account(results)
+        if let t = events.last?.time { lastAckedTime.store(t.microsecondsSinceEpoch, ordering: .relaxed) }
+    }
+
+    /// `send(_:)` for events in their encoding (hop lists ending with this site already), as the
+    /// log stores them: the bytes go on the wire as they are. `lastTime` is the newest one's time.
+    func send(encoded events: [[UInt8]], lastTime: Int64?) async throws(DeliveryError) {
+        let client = try await client()
+        let frames = Self.frames(of: events, size: \.count, maxEvents: frameEvents, maxBytes: frameBytes)
+        sent.add(events.count, ordering: .relaxed)
+        let results = await Self.collect(frames.count) { done in
+            client.publish(encodedBatches: frames, completion: done)
+        }
+        try account(results)
+        if let lastTime { lastAckedTime.store(lastTime, ordering: .relaxed) }
+    }
+
+    /// The events cut into PUBLISH_BATCH frames of at most `maxEvents` events and `maxBytes` bytes.
+    static func frames<T>(of events: [T], size: (T) -> Int, maxEvents: Int, maxBytes: Int) -> [[T]] {
+        var frames: [[T]] = []
+        var current: [T] = []
         var bytes = 0
         for e in events {
-            let size = EventCodec.encodedSize(e)
-            if !current.isEmpty && (current.count >= frameEvents || bytes + size > frameBytes) {
+            let n = size(e)
+            if !current.isEmpty && (current.count >= maxEvents || bytes + n > maxBytes) {
                 frames.append(current)
                 current = []
                 bytes = 0
             }
             current.append(e)
-            bytes += size
+            bytes += n
         }
         if !current.isEmpty { frames.append(current) }
-        sent.add(events.count, ordering: .relaxed)
-        // Every frame in flight at once, handed in order to one connection: the remote appends them
-        // in that order, which keeps per-key order. One connection for all of them: were the client
-        // to reconnect halfway, later frames on the new connection would be stored before the
-        // earlier ones lost with the old, which the retry then appends after them.
-        let collected = Mutex<(left: Int, results: [Result<[MeshReceipt], WireError>?])>((frames.count, Array(repeating: nil, count: frames.count)))
-        let results: [Result<[MeshReceipt], WireError>] = await withCheckedContinuation { cont in
-            client.publish(batches: frames) { i, result in
-                let done = collected.withLock { c -> [Result<[MeshReceipt], WireError>]? in
+        return frames
+    }
+
+    /// Hands `publish` a callback for each frame's result and waits for all `count` of them.
+    ///
+    /// Every frame in flight at once, handed in order to one connection: the remote appends them
+    /// in that order, which keeps per-key order. One connection for all of them: were the client
+    /// to reconnect halfway, later frames on the new connection would be stored before the
+    /// earlier ones lost with the old, which the retry then appends after them.
+    static func collect(_ count: Int, _ publish: (@escaping @Sendable (Int, Result<[PublishReceipt], WireError>) -> Void) -> Void) async
+        -> [Result<[PublishReceipt], WireError>] {
+        let collected = Mutex<(left: Int, results: [Result<[PublishReceipt], WireError>?])>((count, Array(repeating: nil, count: count)))
+        return await withCheckedContinuation { cont in
+            publish { i, result in
+                let done = collected.withLock { c -> [Result<[PublishReceipt], WireError>]? in
                     c.results[i] = result
                     c.left -= 1
                     return c.left == 0 ? c.results.map { $0! } : nil
@@ -140,6 +173,10 @@ public final class BridgeLink: Sendable {
                 if let done { cont.resume(returning: done) }
             }
         }
+    }
+
+    /// Counts what the remote answered; throws the first failure.
+    private func account(_ results: [Result<[PublishReceipt], WireError>]) throws(DeliveryError) {
         for r in results {
             switch r {
             case .success(let receipts):
@@ -164,7 +201,6 @@ public final class BridgeLink: Sendable {
                                     retryable: retryable)
             }
         }
-        if let t = events.last?.time { lastAckedTime.store(t.microsecondsSinceEpoch, ordering: .relaxed) }
     }
 
     static let permanent: Set<WireErrorCode> = [.invalidEvent, .eventTooLarge, .forbidden, .invalidTopic]

@@ -68,7 +68,7 @@ public final class Broker: Sendable {
         var payloads: [[[UInt8]]] = []
         var groupOf: [ObjectIdentifier: Int] = [:]
         for request in requests {
-            if request.events.isEmpty {
+            if request.events.isEmpty && request.encoded.isEmpty {
                 request.completion(.success([]))
                 continue
             }
@@ -76,28 +76,34 @@ public final class Broker: Sendable {
             var touched: [(group: Int, count: Int)] = []
             var dataBytes = 0
             do throws(BrokerError) {
+                func add(_ p: (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8])) {
+                    let key = ObjectIdentifier(p.log)
+                    let g: Int
+                    if let last = groups.indices.last, groups[last].log === p.log {
+                        g = last
+                    } else if let known = groupOf[key] {
+                        g = known
+                    } else {
+                        g = groups.count
+                        groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
+                        payloads.append([])
+                        groupOf[key] = g
+                    }
+                    if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
+                    entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
+                    payloads[g].append(p.bytes)
+                }
                 // Through a buffer pointer, which lends each event: iterating or subscripting the
                 // array would copy every one.
                 try request.events.withUnsafeBufferPointer { (events) throws(BrokerError) in
                     for index in events.indices {
-                        let p = try prepare(events[index], ingress: ingress)
+                        add(try prepare(events[index], ingress: ingress))
                         dataBytes += events[index].data.count
-                        let key = ObjectIdentifier(p.log)
-                        let g: Int
-                        if let last = groups.indices.last, groups[last].log === p.log {
-                            g = last
-                        } else if let known = groupOf[key] {
-                            g = known
-                        } else {
-                            g = groups.count
-                            groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
-                            payloads.append([])
-                            groupOf[key] = g
-                        }
-                        if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
-                        entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
-                        payloads[g].append(p.bytes)
                     }
+                }
+                for e in request.encoded {
+                    add(try prepare(e))
+                    dataBytes += e.envelope.dataCount
                 }
             } catch {
                 // Take back what this request added; the groups it opened are the newest ones.
@@ -155,6 +161,19 @@ public final class Broker: Sendable {
         // The origin site heads the hop list (SPEC §1); bridges append the sites an event crosses.
         let (id, bytes) = EventCodec.encodeFilled(event, node: options.node, ingress: ingress, originHop: options.node)
         return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
+    }
+
+    /// The same for an event already encoded as it is to be stored, which filling would not change.
+    private func prepare(_ e: EncodedPublish) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
+        let envelope = e.envelope
+        guard envelope.isFilled else { throw BrokerError(.invalidEvent, "an encoded event must have an id, a source, a type, a time and hops") }
+        if envelope.dataCount > options.maxEventBytes {
+            throw BrokerError(.tooLarge, "event data of \(envelope.dataCount) bytes exceeds the limit of \(options.maxEventBytes) bytes")
+        }
+        if let error = envelope.extensionError { throw BrokerError(.invalidEvent, error.message) }
+        let topic = try topicLog(envelope.topic, create: options.autoCreateTopics)
+        let partition = topic.partition(forKey: envelope.partitionKey)
+        return (envelope.id, topic.partitions[partition], topic.topic.name, partition, e.bytes)
     }
 
     /// The topic's log; created with the default settings when `create` is set.
@@ -248,11 +267,27 @@ public final class Broker: Sendable {
 /// One request of a publish burst: its events and where their receipts go.
 public struct PublishRequest: Sendable {
     public let events: [Event]
+    /// Events already encoded for the log (after `events`, in receipts too).
+    public let encoded: [EncodedPublish]
     public let completion: @Sendable (Result<[PublishReceipt], BrokerError>) -> Void
 
-    public init(events: [Event], completion: @escaping @Sendable (Result<[PublishReceipt], BrokerError>) -> Void) {
+    public init(events: [Event], encoded: [EncodedPublish] = [], completion: @escaping @Sendable (Result<[PublishReceipt], BrokerError>) -> Void) {
         self.events = events
+        self.encoded = encoded
         self.completion = completion
+    }
+}
+
+/// An event to store as `bytes`, its encoding with everything filled (`EventEnvelope.isFilled`):
+/// what a bridge forwards, with the receiving site's hop appended. `envelope` describes `bytes`
+/// but for that hop.
+public struct EncodedPublish: Sendable {
+    public let envelope: EventEnvelope
+    public let bytes: [UInt8]
+
+    public init(envelope: EventEnvelope, bytes: [UInt8]) {
+        self.envelope = envelope
+        self.bytes = bytes
     }
 }
 

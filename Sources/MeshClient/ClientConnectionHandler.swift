@@ -28,6 +28,17 @@ struct PublishRequest {
     /// Several callers' events in one frame: a bad event among them is retried alone.
     var merged: Bool { batch == nil && events.count > 1 }
 
+    /// Instead of `events`: events already encoded, whose caller takes the bare receipts.
+    var encoded: [[UInt8]] = []
+    var completeEncoded: (@Sendable (Result<[PublishReceipt], WireError>) -> Void)?
+
+    init(encoded: [[UInt8]], _ complete: @escaping @Sendable (Result<[PublishReceipt], WireError>) -> Void) {
+        events = []
+        singles = []
+        self.encoded = encoded
+        completeEncoded = complete
+    }
+
     init(events: [Event], singles: [Single]) {
         self.events = events
         self.singles = singles
@@ -40,6 +51,7 @@ struct PublishRequest {
     }
 
     func finish(_ result: Result<[PublishReceipt], WireError>) {
+        if let completeEncoded { return completeEncoded(result) }
         switch result {
         case .success(let receipts):
             // Read each event's id and topic in place: copying whole events here cost more than
@@ -179,6 +191,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         enqueue(PublishRequest(batch: events, complete))
     }
 
+    func publish(encoded events: [[UInt8]], _ complete: @escaping @Sendable (Result<[PublishReceipt], WireError>) -> Void) {
+        guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
+        enqueue(PublishRequest(encoded: events, complete))
+    }
+
     func subscribe(_ sink: any SubscriptionSink, pattern: TopicPattern, group: String?, start: StartPosition,
                    ackMode: AckMode, window: UInt32) throws(WireError) -> UInt32 {
         let (id, frame) = try machine.subscribe(pattern, group: group, from: start, ackMode: ackMode, window: window)
@@ -263,7 +280,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             let request = queued[queuedHead]
             queuedHead += 1
             do throws(WireError) {
-                let (id, frame) = request.events.count == 1 && !request.merged
+                let (id, frame) = request.completeEncoded != nil ? try machine.publish(encoded: request.encoded)
+                    : request.events.count == 1 && !request.merged
                     ? try machine.publish(request.events[0]) : try machine.publish(batch: request.events)
                 inFlight[id] = request
                 write(frame)

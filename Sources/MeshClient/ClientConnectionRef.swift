@@ -77,6 +77,16 @@ struct ClientConnectionRef: Sendable {
         handler.eventLoop.execute { handler.value.publish(batch: events, completion) }
     }
 
+    /// Encoded batches, in order, in one turn of the event loop.
+    func publish(encoded batches: [[[UInt8]]], completion: @escaping @Sendable (Int, Result<[PublishReceipt], WireError>) -> Void) {
+        let handler = self.handler
+        handler.eventLoop.execute {
+            for (index, events) in batches.enumerated() {
+                handler.value.publish(encoded: events) { completion(index, $0) }
+            }
+        }
+    }
+
     /// Callback form, for load generators that keep many publishes in flight without tasks. Called
     /// on the connection's own event loop (from a completion, say), it publishes at once.
     func publish(_ event: Event, completion: @escaping PublishRequest.Single) {

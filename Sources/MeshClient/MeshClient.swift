@@ -152,6 +152,16 @@ public final class MeshClient: Sendable {
         }
     }
 
+    /// `publish(batches:completion:)` for events already in their encoding (each with an id), as a
+    /// bridge reads them from its log; `completion` gets the bare receipts.
+    public func publish(encodedBatches batches: [[[UInt8]]], completion: @escaping @Sendable (Int, Result<[PublishReceipt], WireError>) -> Void) {
+        guard let connection = state.withLock({ $0.connection }) else {
+            for index in batches.indices { completion(index, .failure(.disconnected)) }
+            return
+        }
+        connection.publish(encoded: batches, completion: completion)
+    }
+
     private func withID(_ event: consuming Event) -> Event {
         if event.id.isEmpty { event.id = EventIDGenerator.shared.next().description }
         return event

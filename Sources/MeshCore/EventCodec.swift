@@ -209,6 +209,30 @@ public enum EventCodec {
     /// partition key, which picks its partition. Only the attributes before the key are read;
     /// anything malformed among them throws, like `decode`.
     public static func retopic(_ encoded: UnsafeRawBufferPointer, topic: Topic) throws(EventDecodingError) -> (bytes: [UInt8], partitionKey: String?) {
+        let (topicField, key) = try addressing(encoded)
+        return (replacingTopic(encoded, topicField, with: topic), key)
+    }
+
+    /// `retopic` of a whole array: the same array, not a copy, when its topic already is `topic`.
+    public static func retopic(_ encoded: [UInt8], topic: Topic) throws(EventDecodingError) -> (bytes: [UInt8], partitionKey: String?) {
+        let result: Result<(bytes: [UInt8]?, partitionKey: String?), EventDecodingError> = encoded.withUnsafeBytes { raw in
+            Result { () throws(EventDecodingError) in
+                let (topicField, key) = try addressing(raw)
+                var reader = Reader(base: raw)
+                reader.position = topicField.lowerBound
+                let n = try reader.length("topic")
+                let current = UnsafeRawBufferPointer(rebasing: raw[reader.position..<(reader.position + n)])
+                let same = TopicSyntax.withUTF8(topic.name) { equal(current, UnsafeRawBufferPointer($0)) }
+                return (same ? nil : replacingTopic(raw, topicField, with: topic), key)
+            }
+        }
+        let (bytes, key) = try result.get()
+        return (bytes ?? encoded, key)
+    }
+
+    /// The topic field (with its length) and the partition key: only the attributes before the key
+    /// are read; anything malformed among them throws, like `decode`.
+    private static func addressing(_ encoded: UnsafeRawBufferPointer) throws(EventDecodingError) -> (topicField: Range<Int>, partitionKey: String?) {
         var reader = Reader(base: encoded)
         let flags = try reader.versionAndFlags()
         for field: StaticString in ["id", "source", "type"] { reader.position += try reader.length(field) }
@@ -220,15 +244,18 @@ public enum EventCodec {
         if flags & Flag.datacontenttype != 0 { reader.position += try reader.length("datacontenttype") }
         if flags & Flag.dataschema != 0 { reader.position += try reader.length("dataschema") }
         let key = flags & Flag.partitionKey != 0 ? try reader.string("partitionkey") : nil
-        let size = encoded.count - (topicEnd - topicStart) + stringSize(topic.name)
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+        return (topicStart..<topicEnd, key)
+    }
+
+    private static func replacingTopic(_ encoded: UnsafeRawBufferPointer, _ topicField: Range<Int>, with topic: Topic) -> [UInt8] {
+        let size = encoded.count - topicField.count + stringSize(topic.name)
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             var writer = Writer(base: UnsafeMutableRawBufferPointer(buffer))
-            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[..<topicStart]))
+            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[..<topicField.lowerBound]))
             writer.string(topic.name)
-            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[topicEnd...]))
+            writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[topicField.upperBound...]))
             initialized = writer.position
         }
-        return (bytes, key)
     }
 
     // MARK: Decoding

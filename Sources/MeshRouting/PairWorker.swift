@@ -203,10 +203,8 @@ final class PairWorker: Sendable {
         var out: [EncodedEvent] = []
         out.reserveCapacity(records.count)
         for r in records {
-            let result = r.payload.withUnsafeBytes { raw in
-                Result { () throws(EventDecodingError) in try EventCodec.retopic(raw, topic: target) }
-            }
-            guard case .success(let (bytes, key)) = result else { return nil }
+            // Unchanged topic: the record's own bytes, not a copy.
+            guard let (bytes, key) = try? EventCodec.retopic(r.payload, topic: target) else { return nil }
             out.append(EncodedEvent(topic: target, partitionKey: key, bytes: bytes))
         }
         return out

@@ -10,4 +10,8 @@ public protocol BridgeIngress: Sendable {
     /// stored, or `PublishReceipt.duplicate` / `.loop` for an event acknowledged without storing.
     func publish(_ events: [Event], from peer: String,
                  completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void)
+    /// The same for events that arrived in their encoding (checked already), which it stores as
+    /// those bytes with its own hop appended where it can (docs/bridging.md, "Pass-through").
+    func publish(encoded events: [EventEnvelope], from peer: String,
+                 completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void)
 }

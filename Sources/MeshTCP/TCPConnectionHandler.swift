@@ -84,7 +84,12 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     /// The token HELLO presented, authenticated again after each reload.
     private var credential: String?
 
-    init(broker: Broker, configuration: TCPServer.Configuration, logger: Logger, registry: ConnectionRegistry) {
+    /// Turned on when HELLO announces a bridge: the decoder then keeps PUBLISH_BATCH events encoded.
+    private let encodedEvents: EncodedEventsSwitch?
+
+    init(broker: Broker, configuration: TCPServer.Configuration, logger: Logger, registry: ConnectionRegistry,
+         encodedEvents: EncodedEventsSwitch? = nil) {
+        self.encodedEvents = encodedEvents
         self.broker = broker
         self.configuration = configuration
         self.logger = logger
@@ -125,7 +130,10 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        run(machine.received(unwrapInboundIn(data)))
+        let frame = unwrapInboundIn(data)
+        // Before the decoder reads the next frame: it hands frames on synchronously, one at a time.
+        if let encodedEvents, case .hello(let hello) = frame, hello.bridge { encodedEvents.isOn = true }
+        run(machine.received(frame))
         if burstEvents >= Self.burstEvents { submitBurst() }
         if out.readableBytes >= Self.flushThreshold { flush() }
     }
@@ -229,6 +237,8 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                     })
                     burstEvents += events.count
                 }
+            case .publishEncoded(let requestID, let encoded):
+                publishEncoded(requestID, encoded)
             case .subscribe(let request):
                 subscribe(request)
             case .grantCredit(let id, _):
@@ -243,6 +253,26 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                 close()
             }
         }
+    }
+
+    /// Events a bridge forwarded in their encoding: read (and checked as strictly as decoding
+    /// would), admitted like any publish, then handed to the bridge ingress as they are.
+    private func publishEncoded(_ requestID: UInt32, _ encoded: [[UInt8]]) {
+        let completions = self.completions
+        var envelopes: [EventEnvelope] = []
+        envelopes.reserveCapacity(encoded.count)
+        for bytes in encoded {
+            do { envelopes.append(try EventEnvelope(bytes)) } catch {
+                return completions.post(requestID, .failure(WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message)))
+            }
+        }
+        if let refused = admitPublish(topics: envelopes.lazy.map(\.topic), count: envelopes.count) {
+            return completions.post(requestID, .failure(refused))
+        }
+        guard let hello = machine.hello, hello.bridge, let ingress = configuration.bridgeIngress else {
+            return completions.post(requestID, .failure(WireError(.forbidden, "this site does not accept bridges")))
+        }
+        ingress.publish(encoded: envelopes, from: hello.clientName) { result in completions.post(requestID, result) }
     }
 
     /// Hands the burst's publishes to the broker: one append per partition for all of them.
@@ -298,11 +328,15 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     /// The publish ACL (for a bridge too: its events are checked against the remote site's
     /// identity) and the identity's publish rate; nil when the events may go on.
     private func admitPublish(_ events: [Event]) -> WireError? {
+        admitPublish(topics: events.lazy.map(\.topic), count: events.count)
+    }
+
+    private func admitPublish(topics: some Sequence<Topic>, count: Int) -> WireError? {
         let access = configuration.access
-        if let denied = access.checkPublish(identity, events.lazy.map(\.topic)) {
+        if let denied = access.checkPublish(identity, topics) {
             return WireError(.forbidden, denied.description)
         }
-        if let limited = access.admitPublish(identity, count: events.count) {
+        if let limited = access.admitPublish(identity, count: count) {
             return WireError(.overloaded, limited.description, retryAfterMilliseconds: UInt32(clamping: limited.retryAfterMilliseconds))
         }
         return nil

@@ -87,9 +87,13 @@ public final class TCPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let refused = try configuration.network.configureFront(of: channel, maxFrameLength: configuration.connection.maxFrameLength)
+                    // Bridge connections keep forwarded events in their encoding (docs/bridging.md).
+                    let encoded = configuration.bridgeIngress == nil ? nil : EncodedEventsSwitch()
+                    let refused = try configuration.network.configureFront(of: channel, maxFrameLength: configuration.connection.maxFrameLength,
+                                                                           keepsEncodedEvents: encoded)
                     guard !refused else { return }
-                    let handler = TCPConnectionHandler(broker: broker, configuration: configuration, logger: logger, registry: connections)
+                    let handler = TCPConnectionHandler(broker: broker, configuration: configuration, logger: logger, registry: connections,
+                                                       encodedEvents: encoded)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

@@ -131,6 +131,13 @@ public struct ClientConnectionStateMachine: Sendable {
         return (id, .publishBatch(requestID: id, events: events))
     }
 
+    /// A PUBLISH_BATCH of events already encoded, with a fresh request id.
+    public mutating func publish(encoded events: [[UInt8]]) throws(WireError) -> (requestID: UInt32, frame: Frame) {
+        guard !events.isEmpty else { throw WireError(.invalidEvent, "a batch needs at least one event") }
+        let id = try reserveRequest(type: .publishBatch, count: events.count, size: events.reduce(0) { $0 + $1.count })
+        return (id, .publishEncoded(requestID: id, events: events))
+    }
+
     /// A SUBSCRIBE with a fresh subscription id. `window` is the initial credit; the machine grants
     /// more as `consumed(subscriptionID:count:)` reports progress. A window of 0 leaves credit to
     /// `grantCredit(subscriptionID:count:)`.
@@ -315,7 +322,7 @@ public struct ClientConnectionStateMachine: Sendable {
             return [.assignment(assignment)]
         case .welcome:
             return endEverything(violation("a second WELCOME"))
-        case .hello, .publish, .publishBatch, .subscribe, .credit, .ack, .unsubscribe:
+        case .hello, .publish, .publishBatch, .publishEncoded, .subscribe, .credit, .ack, .unsubscribe:
             return endEverything(violation("\(frame.type) is sent by clients, not servers"))
         }
     }
@@ -339,21 +346,25 @@ public struct ClientConnectionStateMachine: Sendable {
     // MARK: Helpers
 
     private mutating func reserveRequest(type: FrameType, events: [Event]) throws(WireError) -> UInt32 {
+        try reserveRequest(type: type, count: events.count, size: events.reduce(0) { $0 + EventCodec.encodedSize($1) })
+    }
+
+    /// `size`: the events' encoded bytes.
+    private mutating func reserveRequest(type: FrameType, count: Int, size eventBytes: Int) throws(WireError) -> UInt32 {
         try requireReady()
         let welcome = welcome!
         guard outstanding.count < Int(welcome.maxInFlightPublishes) else {
             throw WireError(.overloaded, "\(outstanding.count) publishes in flight, the server allows \(welcome.maxInFlightPublishes)")
         }
         // Header, then for a batch a count and a length per event.
-        var size = WireProtocol.headerSize + (type == .publishBatch ? 4 + 4 * events.count : 0)
-        for event in events { size += EventCodec.encodedSize(event) }
+        let size = WireProtocol.headerSize + (type == .publishBatch ? 4 + 4 * count : 0) + eventBytes
         guard size <= Int(welcome.maxFrameLength) else {
             throw WireError(.frameTooLarge, "the frame would be \(size) bytes; the server accepts at most \(welcome.maxFrameLength)")
         }
         var id = nextRequestID
         while id == 0 || outstanding[id] != nil { id &+= 1 }
         nextRequestID = id &+ 1
-        outstanding[id] = (type, events.count)
+        outstanding[id] = (type, count)
         sentSinceTick = true
         return id
     }

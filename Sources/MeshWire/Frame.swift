@@ -14,6 +14,10 @@ public enum Frame: Hashable, Sendable {
     // Publishing
     case publish(requestID: UInt32, event: Event)
     case publishBatch(requestID: UInt32, events: [Event])
+    /// A PUBLISH_BATCH whose events stay in their encoding (the same bytes on the wire): what a
+    /// bridge sends from its log, and what a server reads on a bridge connection
+    /// (`FrameDecoder.keepsEncodedEvents`), so neither side decodes and re-encodes the events.
+    case publishEncoded(requestID: UInt32, events: [[UInt8]])
     case publishAck(requestID: UInt32, receipts: [PublishReceipt])
 
     // Subscriptions; the header id is the subscription id.
@@ -35,7 +39,7 @@ public enum Frame: Hashable, Sendable {
         case .goodbye: .goodbye
         case .error: .error
         case .publish: .publish
-        case .publishBatch: .publishBatch
+        case .publishBatch, .publishEncoded: .publishBatch
         case .publishAck: .publishAck
         case .subscribe: .subscribe
         case .subscribed: .subscribed
@@ -54,7 +58,7 @@ public enum Frame: Hashable, Sendable {
         case .hello, .welcome, .goodbye: 0
         case .ping(let nonce), .pong(let nonce): nonce
         case .error(let error): error.streamID
-        case .publish(let id, _), .publishBatch(let id, _), .publishAck(let id, _): id
+        case .publish(let id, _), .publishBatch(let id, _), .publishEncoded(let id, _), .publishAck(let id, _): id
         case .subscribe(let s): s.subscriptionID
         case .subscribed(let id), .unsubscribe(let id), .unsubscribed(let id), .credit(let id, _): id
         case .event(let e): e.subscriptionID

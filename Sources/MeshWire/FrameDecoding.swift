@@ -11,8 +11,12 @@ extension Frame {
     ///
     /// Every thrown error is fatal (a receiver closes the connection after it) and carries the
     /// frame's type and id once they are known.
+    ///
+    /// With `keepingEncodedEvents`, a PUBLISH_BATCH comes out as `.publishEncoded` with each event's
+    /// bytes as they are, unchecked: whoever takes them checks them (`EventEnvelope`).
     public static func decode(
-        from buffer: inout ByteBuffer, maxFrameLength: UInt32 = WireProtocol.defaultMaxFrameLength
+        from buffer: inout ByteBuffer, maxFrameLength: UInt32 = WireProtocol.defaultMaxFrameLength,
+        keepingEncodedEvents: Bool = false
     ) throws(WireError) -> Frame? {
         let start = buffer.readerIndex
         guard let length = buffer.getInteger(at: start, as: UInt32.self) else { return nil }
@@ -46,7 +50,7 @@ extension Frame {
                 break
             }
             var reader = BodyReader(buffer: body, type: type)
-            let frame = try decodeBody(type: type, flags: flags, streamID: streamID, from: &reader)
+            let frame = try decodeBody(type: type, flags: flags, streamID: streamID, from: &reader, keepingEncodedEvents: keepingEncodedEvents)
             guard reader.buffer.readableBytes == 0 else {
                 throw WireError(.badFrame, "\(reader.buffer.readableBytes) unexpected bytes at the end of \(type)")
             }
@@ -57,7 +61,7 @@ extension Frame {
     }
 
     private static func decodeBody(
-        type: FrameType, flags: UInt8, streamID id: UInt32, from r: inout BodyReader
+        type: FrameType, flags: UInt8, streamID id: UInt32, from r: inout BodyReader, keepingEncodedEvents: Bool
     ) throws(WireError) -> Frame {
         switch type {
         case .hello:
@@ -105,6 +109,18 @@ extension Frame {
             // Each entry is a u32 length and an event of at least 10 bytes.
             let count = try r.count("event count", minimumBytesEach: 4 + 10)
             guard count > 0 else { throw WireError(.badFrame, "PUBLISH_BATCH holds no events") }
+            if keepingEncodedEvents {
+                var events: [[UInt8]] = []
+                events.reserveCapacity(count)
+                for _ in 0..<count {
+                    let length = try r.u32("event length")
+                    guard length <= UInt32(r.buffer.readableBytes) else {
+                        throw WireError(.badFrame, "event length \(length) exceeds the \(r.buffer.readableBytes) bytes left in the frame")
+                    }
+                    events.append(r.buffer.readBytes(length: Int(length))!)
+                }
+                return .publishEncoded(requestID: id, events: events)
+            }
             var events: [Event] = []
             events.reserveCapacity(count)
             for _ in 0..<count {

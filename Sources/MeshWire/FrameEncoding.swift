@@ -66,6 +66,12 @@ extension Frame {
                 let written = buffer.writeEvent(events[i])
                 buffer.setInteger(UInt32(written), at: lengthIndex)
             }
+        case .publishEncoded(_, let events):
+            buffer.writeInteger(UInt32(events.count))
+            for event in events {
+                buffer.writeInteger(UInt32(event.count))
+                buffer.writeBytes(event)
+            }
         case .publishAck(_, let receipts):
             buffer.writeInteger(UInt32(receipts.count))
             for receipt in receipts {

@@ -62,6 +62,8 @@ public struct ServerConnectionStateMachine: Sendable {
         case authenticate(Hello)
         /// Validate, fill and append these events; answer with `publishCompleted(requestID:result:)`.
         case publish(requestID: UInt32, events: [Event])
+        /// The same for events kept in their encoding (a bridge connection, `Frame.publishEncoded`).
+        case publishEncoded(requestID: UInt32, events: [[UInt8]])
         /// Open the subscription; answer with `subscribeCompleted(subscriptionID:result:)`. Deliver
         /// through `deliver(...)` (or `canDeliver` + `consumeCredit`) so credit is respected.
         case subscribe(Subscribe)
@@ -362,6 +364,9 @@ public struct ServerConnectionStateMachine: Sendable {
             return startPublish(id, type: .publish, events: [event])
         case .publishBatch(let id, let events):
             return startPublish(id, type: .publishBatch, events: events)
+        case .publishEncoded(let id, let events):
+            return startPublish(id, type: .publishBatch, sizes: events.lazy.map(\.count), count: events.count,
+                                action: .publishEncoded(requestID: id, events: events))
         case .subscribe(let request):
             return startSubscription(request)
         case .credit(let id, let count):
@@ -396,7 +401,7 @@ public struct ServerConnectionStateMachine: Sendable {
         case .goodbye:
             state = .draining(goodbyeReceived: true, goodbyeSent: true)
             return finishDrainingIfDone()
-        case .publish(let id, _), .publishBatch(let id, _):
+        case .publish(let id, _), .publishBatch(let id, _), .publishEncoded(let id, _):
             if inFlight[id] != nil { return fail(violation("request id \(id) is already in flight", frame)) }
             return [.send(.error(WireError(.notReady, "the server is shutting down", streamID: id, inReplyTo: frame.type)))]
         case .subscribe(let request):
@@ -415,6 +420,12 @@ public struct ServerConnectionStateMachine: Sendable {
     }
 
     private mutating func startPublish(_ id: UInt32, type: FrameType, events: [Event]) -> [Action] {
+        // By index: iterating the array would copy every event.
+        startPublish(id, type: type, sizes: events.indices.lazy.map { EventCodec.encodedSize(events[$0]) }, count: events.count,
+                     action: .publish(requestID: id, events: events))
+    }
+
+    private mutating func startPublish(_ id: UInt32, type: FrameType, sizes: some Sequence<Int>, count: Int, action: Action) -> [Action] {
         if inFlight[id] != nil {
             // Two requests with one id would make their answers ambiguous: the stream is unusable.
             return fail(WireError(.protocolViolation, "request id \(id) is already in flight", streamID: id, inReplyTo: type))
@@ -424,18 +435,16 @@ public struct ServerConnectionStateMachine: Sendable {
                 "\(inFlight.count) publishes in flight, the limit is \(configuration.maxInFlightPublishes)",
                 streamID: id, inReplyTo: type, retryAfterMilliseconds: configuration.overloadRetryAfterMilliseconds)))]
         }
-        // By index: iterating the array would copy every event.
-        for index in events.indices {
-            let size = EventCodec.encodedSize(events[index])
+        for (index, size) in sizes.enumerated() {
             if size > configuration.maxEventSize {
-                let which = events.count == 1 ? "the event" : "event \(index)"
+                let which = count == 1 ? "the event" : "event \(index)"
                 return [.send(.error(WireError(.eventTooLarge,
                     "\(which) is \(size) bytes encoded; the maximum is \(configuration.maxEventSize)",
                     streamID: id, inReplyTo: type)))]
             }
         }
-        inFlight[id] = (type, events.count)
-        return [.publish(requestID: id, events: events)]
+        inFlight[id] = (type, count)
+        return [action]
     }
 
     private mutating func startSubscription(_ request: Subscribe) -> [Action] {

@@ -154,4 +154,10 @@ final class RecordingIngress: BridgeIngress {
         seen.withLock { $0 += events.map(\.topic.name) }
         completion(.success(events.indices.map { MeshWire.PublishReceipt(partition: 0, offset: UInt64($0)) }))
     }
+
+    func publish(encoded events: [EventEnvelope], from peer: String,
+                 completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
+        seen.withLock { $0 += events.map(\.topic.name) }
+        completion(.success(events.indices.map { MeshWire.PublishReceipt(partition: 0, offset: UInt64($0)) }))
+    }
 }

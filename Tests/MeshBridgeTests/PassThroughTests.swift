@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import MeshBroker
+import MeshCore
+import MeshLog
+import MeshTestSupport
+import MeshWire
+import Testing
+@testable import MeshBridge
+
+/// The receiving side's pass-through (docs/bridging.md): events that arrive in their encoding are
+/// stored as those bytes with this site's hop appended — the same bytes the decoding path stores —
+/// and are checked for loops and duplicates alike.
+@Suite struct PassThroughTests {
+    final class Receiver: Sendable {
+        let root: String
+        let log: DurableLog
+        let broker: Broker
+        let ingress: BridgeIngressService
+
+        init(_ label: String) throws {
+            root = try temporaryRoot(label)
+            var o = LogOptions()
+            o.retentionCheckMicros = nil
+            o.defaultTopic = TopicConfig(partitions: 3, durability: .none)
+            var quiet = Logger(label: "test")
+            quiet.logLevel = .critical
+            log = try DurableLog(directory: root + "/data", options: o, logger: quiet)
+            var b = BrokerOptions()
+            b.node = "site-b"
+            broker = Broker(log: log, options: b, logger: quiet)
+            ingress = BridgeIngressService(site: "site-b", broker: broker, dataDirectory: root, logger: quiet)
+        }
+
+        func publish(_ events: [Event], encoded: Bool) async throws -> [MeshWire.PublishReceipt] {
+            let envelopes = encoded ? try events.map { try EventEnvelope(EventCodec.encode($0)) } : []
+            let result: Result<[MeshWire.PublishReceipt], WireError> = await withCheckedContinuation { cont in
+                if encoded {
+                    ingress.publish(encoded: envelopes, from: "site-a") { cont.resume(returning: $0) }
+                } else {
+                    ingress.publish(events, from: "site-a") { cont.resume(returning: $0) }
+                }
+            }
+            return try result.get()
+        }
+
+        /// Every stored record of `topic`, partition by partition.
+        func stored(_ topic: String) throws -> [[[UInt8]]] {
+            guard let t = log.topic(try Topic(topic)) else { return [] }
+            return try t.partitions.map { p in try p.read(from: 0, maxRecords: 10_000, maxBytes: 64 << 20).map(\.payload) }
+        }
+
+        func close() {
+            log.close()
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    /// What site A forwards: filled, with hops ending in site-a; some with keys, extensions, unicode.
+    static func forwarded(_ count: Int) throws -> [Event] {
+        try (0..<count).map { i in
+            var e = Event(topic: try Topic(i % 7 == 0 ? "orders/ü/\(i % 3)" : "orders/new"), id: EventIDGenerator.shared.next().description,
+                          source: "meshgate://site-a/tcp", type: "order.created")
+            e.time = Timestamp(microsecondsSinceEpoch: 1_709_210_096_000_000 + Int64(i))
+            e.partitionKey = i % 3 == 0 ? nil : "k\(i % 5)"
+            if i % 4 == 0 { e.extensions["tenant"] = "acme-\(i)" }
+            if i % 5 == 0 { e.subject = "sujet \(i) — ü" }
+            e.hops = i % 6 == 0 ? ["site-c", "site-a"] : ["site-a"]
+            e.data = Array(#"{"n":\#(i)}"#.utf8)
+            return e
+        }
+    }
+
+    @Test func aPassThroughForwardStoresWhatTheDecodingPathStores() async throws {
+        let decoding = try Receiver("decoding"), passing = try Receiver("passing")
+        defer { decoding.close(); passing.close() }
+        let events = try Self.forwarded(600)
+        for batch in stride(from: 0, to: events.count, by: 200).map({ Array(events[$0..<min($0 + 200, events.count)]) }) {
+            let a = try await decoding.publish(batch, encoded: false)
+            let b = try await passing.publish(batch, encoded: true)
+            #expect(a == b)
+        }
+        for topic in ["orders/new", "orders/ü/0", "orders/ü/1", "orders/ü/2"] {
+            let a = try decoding.stored(topic), b = try passing.stored(topic)
+            #expect(a.joined().count > 0 && a == b, "\(topic)")
+        }
+        // Each stored event names the receiving site last, after the hops it came with.
+        let stored = try passing.stored("orders/new").joined().map { try EventCodec.decode($0) }
+        #expect(stored.allSatisfy { $0.hops.last == "site-b" && $0.hops.first != "site-b" })
+    }
+
+    @Test func aPassThroughForwardAnswersDuplicatesAndLoopsWithoutStoringThem() async throws {
+        let receiver = try Receiver("answers")
+        defer { receiver.close() }
+        let events = try Self.forwarded(50)
+        let first = try await receiver.publish(events, encoded: true)
+        #expect(first.allSatisfy { $0 != .duplicate && $0 != .loop })
+        // The retry of a batch (or its stored prefix) is answered duplicate; one that has been
+        // through this site already is answered loop; neither is stored again.
+        var looped = events[0]
+        looped.id = EventIDGenerator.shared.next().description
+        looped.hops = ["site-a", "site-b", "site-c"]
+        let again = try await receiver.publish(Array(events[..<20]) + [looped], encoded: true)
+        #expect(again.prefix(20).allSatisfy { $0 == .duplicate } && again.last == .loop)
+        // The same for the decoding path: one dedupe record for both.
+        let decoded = try await receiver.publish(Array(events[20...]), encoded: false)
+        #expect(decoded.allSatisfy { $0 == .duplicate })
+        let total = try ["orders/new", "orders/ü/0", "orders/ü/1", "orders/ü/2"].map { try receiver.stored($0).joined().count }.reduce(0, +)
+        #expect(total == 50)
+    }
+
+    @Test func anEventFillingWouldChangeTakesTheDecodingPath() async throws {
+        let decoding = try Receiver("unfilled-d"), passing = try Receiver("unfilled-p")
+        defer { decoding.close(); passing.close() }
+        // No hops (published at a site from before hop lists), no time: filled on store.
+        var e = try Self.forwarded(2)[1]
+        e.hops = []
+        e.time = nil
+        _ = try await passing.publish([e], encoded: true)
+        let stored = try EventCodec.decode(try #require(passing.stored("orders/new").joined().first))
+        #expect(stored.hops == ["site-a", "site-b"] && stored.time != nil && stored.id == e.id)
+        _ = try await decoding.publish([e], encoded: false)
+        var expected = try EventCodec.decode(try #require(decoding.stored("orders/new").joined().first))
+        expected.time = stored.time
+        #expect(EventCodec.encode(expected) == EventCodec.encode(stored))
+    }
+}
