@@ -78,12 +78,13 @@ let package = Package(
             "MeshAuth", "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook", "MeshNet",
             nioCore, nioPosix, logging, lifecycle, yams, metrics, prometheus,
         ]),
-        // libcurl (Debian libcurl4-openssl-dev). Imported only by MeshWebhook.
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // libcurl's headers (Debian libcurl4-openssl-dev). Imported only by MeshWebhook. The library is
+        // opened at run time by CCurlShims (curl_loader.c), not linked.
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Typed wrappers of libcurl's variadic calls (Swift cannot call C variadics), the SSRF address
-        // check run inside curl's socket callback, and HMAC-SHA256 from the libcrypto libcurl already
-        // loads. Imported only by MeshWebhook.
-        .target(name: "CCurlShims", dependencies: ["CCurl"], linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("crypto")]),
+        // check run inside curl's socket callback, HMAC-SHA256 from the libcrypto libcurl brings, and
+        // the stubs that open both on first use. Imported only by MeshWebhook.
+        .target(name: "CCurlShims", dependencies: ["CCurl", "CMeshSupport"]),
         // The webhook connector: CloudEvents over HTTP POST on libcurl's multi interface, Standard
         // Webhooks signatures, retry classification for the route's delivery policy.
         .target(name: "MeshWebhook", dependencies: [

@@ -11,12 +11,14 @@ import Synchronization
 /// counters). When a reload changes a connector's url or options, the engine restarts the pairs
 /// that use it and they get a fresh endpoint; the old one goes once its last delivery ends.
 public final class WebhookConnectors: DestinationProvider, Sendable {
-    private let loop: CurlLoop
+    private let threads: Int
     private let logger: Logger
     private let denyPrivate: Bool
     private struct State {
         var endpoints: [String: WebhookEndpoint] = [:]
         var stopped = false
+        /// Started with the first endpoint, so a gateway without webhooks never loads libcurl.
+        var loop: CurlLoop?
     }
     private let state = Mutex(State())
 
@@ -27,7 +29,7 @@ public final class WebhookConnectors: DestinationProvider, Sendable {
     public init(logger: Logger = Logger(label: "meshgate.webhook"), denyPrivate: Bool = false, threads: Int = 1) {
         self.logger = logger
         self.denyPrivate = denyPrivate
-        loop = CurlLoop(threads: threads)
+        self.threads = threads
     }
 
     public func destination(for connector: ConnectorSpec, route: Route, spec: DestinationSpec) -> (any Destination)? {
@@ -37,6 +39,9 @@ public final class WebhookConnectors: DestinationProvider, Sendable {
             if let e = s.endpoints[connector.name], e.spec.sameRuntime(as: connector) { return .success(e) }
             do throws(WebhookConfigError) {
                 let config = try WebhookConfig(connector, denyPrivate: denyPrivate)
+                if let unavailable = curlUnavailable { throw WebhookConfigError(option: "type", unavailable) }
+                let loop = s.loop ?? CurlLoop(threads: threads)
+                s.loop = loop
                 let e = WebhookEndpoint(spec: connector, config: config, loop: loop, logger: logger)
                 s.endpoints[connector.name] = e
                 return .success(e)
@@ -62,11 +67,11 @@ public final class WebhookConnectors: DestinationProvider, Sendable {
     /// Aborts transfers still running and stops the curl thread. Stop the route engine first
     /// (its deliveries then end on their own and their cursors stay committed where they were).
     public func stop() async {
-        let first = state.withLock { s -> Bool in
+        let loop = state.withLock { s -> CurlLoop? in
             defer { s.stopped = true }
-            return !s.stopped
+            return s.stopped ? nil : s.loop
         }
-        if first { await loop.shutdown() }
+        await loop?.shutdown()
     }
 }
 

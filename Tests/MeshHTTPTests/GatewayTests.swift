@@ -116,6 +116,47 @@ import Testing
         #expect(await second.terminate() == 0)
     }
 
+    @Test func libcurlAndLibmosquittoAreLoadedOnlyForTheirConnectors() async throws {
+        // /proc files report a size of 0, so they are read to their end rather than by their size.
+        func mapped(_ child: Child) throws -> String {
+            let fd = open("/proc/\(child.child.pid)/maps", O_RDONLY)
+            guard fd >= 0 else { throw AdminClient.Failure(description: "cannot open the maps of \(child.child.pid)") }
+            defer { close(fd) }
+            var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { break }
+                bytes += chunk[..<n]
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let dir = ScratchDirectory()
+        let plain = try Child(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--data", dir.path + "/a", "--routes", dir.path + "/none"])
+        _ = try await plain.httpPort()
+        let idle = try mapped(plain)
+        #expect(idle.contains("libswiftCore"), "the maps were read")
+        #expect(!idle.contains("libcurl"), "a gateway without webhooks maps libcurl")
+        #expect(!idle.contains("libmosquitto"), "a gateway without MQTT connectors maps libmosquitto")
+        #expect(!idle.contains("libcrypto"), "nothing else brings OpenSSL's libcrypto")
+        #expect(await plain.terminate() == 0)
+
+        try FileManager.default.createDirectory(atPath: dir.path + "/routes", withIntermediateDirectories: true)
+        try """
+            version: 1
+            connectors:
+              hook: {type: webhook, url: "http://127.0.0.1:9/hook", timeout: 1s}
+            routes:
+              - name: to-hook
+                from: "jobs/#"
+                to: [{connector: hook}]
+            """.write(toFile: dir.path + "/routes/hook.yaml", atomically: true, encoding: .utf8)
+        let hooked = try Child(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--data", dir.path + "/b", "--routes", dir.path + "/routes"])
+        let port = try await hooked.httpPort()
+        #expect(try await AdminClient(host: "127.0.0.1", port: port).request(.POST, "/v1/publish/jobs/x", body: Array("job".utf8)).status == 200)
+        #expect(await eventually { ((try? mapped(hooked)) ?? "").contains("libcurl.so.4") }, "the webhook connector loaded libcurl")
+        #expect(await hooked.terminate() == 0)
+    }
+
     @Test func usageAndConfigurationErrorsExitWith2() async throws {
         let bad = try Child(["serve", "--http", "nowhere"])
         #expect(await bad.exit() == 2)

@@ -28,7 +28,7 @@ public final class ChildProcess: Sendable {
         public let description: String
     }
 
-    private let pid: pid_t
+    public let pid: pid_t
     private let output = Mutex<[UInt8]>([])
     private let finished = Mutex<Int32?>(nil)
     private let exited = DispatchSemaphore(value: 0)
