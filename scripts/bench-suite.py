@@ -533,7 +533,7 @@ class Suite:
                     better="lower", peer="nats-server", peer_value=idle["nats-server"], target=("value_max", 30))
         self.figure("rss.idle.anon", "memory", "meshgate idle RSS that is anonymous memory (heap, stacks), vs nats-server's",
                     "MiB", idle_parts["meshgate_anon"], better="lower", peer="nats-server", peer_value=idle_parts["nats-server_anon"])
-        self.figure("rss.idle.file", "memory", "meshgate idle RSS that is mapped files (its binary, the Swift runtime, Foundation, libcurl's TLS libraries)",
+        self.figure("rss.idle.file", "memory", "meshgate idle RSS that is mapped files (its binary, the Swift runtime, Foundation, libc and libstdc++)",
                     "MiB", idle_parts["meshgate_file"], better="lower")
         self.figure("rss.idle.redis", "peers", "redis-server RSS at idle", "MiB", idle["redis-server"], better="lower")
         self.figure("rss.topics.peak", "memory",
