@@ -43,23 +43,11 @@ _Static_assert(sizeof(long) == sizeof(void *) && sizeof(curl_off_t) == sizeof(vo
 
 static void ensure_loaded(const char *function);
 
-#define DECLARE_POINTER(ret, name, params, args) static ret(*p_##name) params;
-#define DECLARE_POINTER_VOID(ret, name, params, args) static void(*p_##name) params;
 #define DECLARE_VARIADIC_POINTER(ret, name, handle, option) static ret(*p_##name)(handle, option, ...);
-CURL_FUNCTIONS(DECLARE_POINTER, DECLARE_POINTER_VOID)
+CURL_FUNCTIONS(MESH_STUB_POINTER, MESH_STUB_POINTER_VOID)
 VARIADIC_FUNCTIONS(DECLARE_VARIADIC_POINTER)
-CRYPTO_FUNCTIONS(DECLARE_POINTER, DECLARE_POINTER_VOID)
+CRYPTO_FUNCTIONS(MESH_STUB_POINTER, MESH_STUB_POINTER_VOID)
 
-#define FORWARD(ret, name, params, args) \
-    ret name params { \
-        if (p_##name == NULL) ensure_loaded(#name); \
-        return p_##name args; \
-    }
-#define FORWARD_VOID(ret, name, params, args) \
-    void name params { \
-        if (p_##name == NULL) ensure_loaded(#name); \
-        p_##name args; \
-    }
 #define FORWARD_VARIADIC(ret, name, handle_type, option_type) \
     ret name(handle_type handle, option_type option, ...) { \
         if (p_##name == NULL) ensure_loaded(#name); \
@@ -69,13 +57,12 @@ CRYPTO_FUNCTIONS(DECLARE_POINTER, DECLARE_POINTER_VOID)
         va_end(arguments); \
         return p_##name(handle, option, argument); \
     }
-CURL_FUNCTIONS(FORWARD, FORWARD_VOID)
+CURL_FUNCTIONS(MESH_STUB_FORWARD, MESH_STUB_FORWARD_VOID)
 VARIADIC_FUNCTIONS(FORWARD_VARIADIC)
-CRYPTO_FUNCTIONS(FORWARD, FORWARD_VOID)
+CRYPTO_FUNCTIONS(MESH_STUB_FORWARD, MESH_STUB_FORWARD_VOID)
 
-#define SYMBOL(ret, name, params, args) {#name, (void **)&p_##name},
-static const mesh_symbol curl_symbols[] = {CURL_FUNCTIONS(SYMBOL, SYMBOL) VARIADIC_FUNCTIONS(SYMBOL)};
-static const mesh_symbol crypto_symbols[] = {CRYPTO_FUNCTIONS(SYMBOL, SYMBOL)};
+static const mesh_symbol curl_symbols[] = {CURL_FUNCTIONS(MESH_STUB_SYMBOL, MESH_STUB_SYMBOL) VARIADIC_FUNCTIONS(MESH_STUB_SYMBOL)};
+static const mesh_symbol crypto_symbols[] = {CRYPTO_FUNCTIONS(MESH_STUB_SYMBOL, MESH_STUB_SYMBOL)};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded;

@@ -54,24 +54,11 @@
 
 static void ensure_loaded(const char *function);
 
-#define DECLARE_POINTER(ret, name, params, args) static ret(*p_##name) params;
-#define DECLARE_POINTER_VOID(ret, name, params, args) static void(*p_##name) params;
-MOSQUITTO_FUNCTIONS(DECLARE_POINTER, DECLARE_POINTER_VOID)
+MOSQUITTO_FUNCTIONS(MESH_STUB_POINTER, MESH_STUB_POINTER_VOID)
 
-#define FORWARD(ret, name, params, args) \
-    ret name params { \
-        if (p_##name == NULL) ensure_loaded(#name); \
-        return p_##name args; \
-    }
-#define FORWARD_VOID(ret, name, params, args) \
-    void name params { \
-        if (p_##name == NULL) ensure_loaded(#name); \
-        p_##name args; \
-    }
-MOSQUITTO_FUNCTIONS(FORWARD, FORWARD_VOID)
+MOSQUITTO_FUNCTIONS(MESH_STUB_FORWARD, MESH_STUB_FORWARD_VOID)
 
-#define SYMBOL(ret, name, params, args) {#name, (void **)&p_##name},
-static const mesh_symbol symbols[] = {MOSQUITTO_FUNCTIONS(SYMBOL, SYMBOL)};
+static const mesh_symbol symbols[] = {MOSQUITTO_FUNCTIONS(MESH_STUB_SYMBOL, MESH_STUB_SYMBOL)};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded;

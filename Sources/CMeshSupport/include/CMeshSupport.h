@@ -25,6 +25,24 @@ typedef struct {
 /// symbol. Returns 1 when all resolved; otherwise 0, with the reason in `error` (`size` bytes).
 int mesh_open_library(const char *soname, const mesh_symbol *symbols, size_t count, char *error, size_t size);
 
+/// Forwarding stubs of a library opened on first use (curl_loader.c, mosquitto_loader.c). The
+/// including file lists the library's functions as `STUB(ret, name, (params), (args))` and
+/// `STUB_VOID(void, name, (params), (args))` entries, expands the list with these, and defines
+/// `static void ensure_loaded(const char *function)`, which opens the library or ends the process.
+#define MESH_STUB_POINTER(ret, name, params, args) static ret(*p_##name) params;
+#define MESH_STUB_POINTER_VOID(ret, name, params, args) static void(*p_##name) params;
+#define MESH_STUB_FORWARD(ret, name, params, args) \
+    ret name params { \
+        if (p_##name == NULL) ensure_loaded(#name); \
+        return p_##name args; \
+    }
+#define MESH_STUB_FORWARD_VOID(ret, name, params, args) \
+    void name params { \
+        if (p_##name == NULL) ensure_loaded(#name); \
+        p_##name args; \
+    }
+#define MESH_STUB_SYMBOL(ret, name, params, args) {#name, (void **)&p_##name},
+
 /// Ends the process with a message naming `function` and why its library could not be opened:
 /// called by a forwarding stub whose library is missing, which the connectors rule out by opening
 /// it first and refusing the connector with that reason.
