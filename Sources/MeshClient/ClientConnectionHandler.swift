@@ -27,6 +27,8 @@ struct PublishRequest {
 
     /// Several callers' events in one frame: a bad event among them is retried alone.
     var merged: Bool { batch == nil && events.count > 1 }
+    /// The events' encoded size when merging summed it already, so sending need not sum it again.
+    var encodedSize: Int?
 
     /// Instead of `events`: events already encoded, whose caller takes the bare receipts.
     var encoded: [[UInt8]] = []
@@ -249,6 +251,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         singlesBytes = 0
         if pending.events.isEmpty { return }
         if pending.events.count <= options.maxMergedEvents, bytes <= options.maxMergedBytes {
+            pending.encodedSize = bytes - 4 * pending.events.count
             return enqueue(pending)
         }
         var index = 0
@@ -263,6 +266,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 request.singles.append(pending.singles[index])
                 index += 1
             }
+            request.encodedSize = bytes - 4 * request.events.count
             enqueue(request, pump: false)
         }
         pump()
@@ -282,7 +286,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             do throws(WireError) {
                 let (id, frame) = request.completeEncoded != nil ? try machine.publish(encoded: request.encoded)
                     : request.events.count == 1 && !request.merged
-                    ? try machine.publish(request.events[0]) : try machine.publish(batch: request.events)
+                    ? try machine.publish(request.events[0]) : try machine.publish(batch: request.events, encodedSize: request.encodedSize)
                 inFlight[id] = request
                 write(frame)
             } catch {

@@ -33,9 +33,7 @@ public enum EventCodec {
         buffer.reserveCapacity(start + size)
         buffer.append(contentsOf: repeatElement(0, count: size))
         buffer.withUnsafeMutableBytes { bytes in
-            var writer = Writer(base: UnsafeMutableRawBufferPointer(rebasing: bytes[start...]))
-            writer.write(event)
-            assert(writer.position == size)
+            encode(event, size: size, into: UnsafeMutableRawBufferPointer(rebasing: bytes[start...]))
         }
     }
 

@@ -124,10 +124,15 @@ public struct ClientConnectionStateMachine: Sendable {
         return (id, .publish(requestID: id, event: event))
     }
 
-    /// A PUBLISH_BATCH, with a fresh request id.
-    public mutating func publish(batch events: [Event]) throws(WireError) -> (requestID: UInt32, frame: Frame) {
+    /// A PUBLISH_BATCH, with a fresh request id. `encodedSize`, when the caller summed it already,
+    /// is the events' `EventCodec.encodedSize` total (otherwise it is summed here).
+    public mutating func publish(batch events: [Event], encodedSize: Int? = nil) throws(WireError) -> (requestID: UInt32, frame: Frame) {
         guard !events.isEmpty else { throw WireError(.invalidEvent, "a batch needs at least one event") }
-        let id = try reserveRequest(type: .publishBatch, events: events)
+        let id = if let encodedSize {
+            try reserveRequest(type: .publishBatch, count: events.count, size: encodedSize)
+        } else {
+            try reserveRequest(type: .publishBatch, events: events)
+        }
         return (id, .publishBatch(requestID: id, events: events))
     }
 

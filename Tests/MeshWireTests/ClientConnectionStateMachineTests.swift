@@ -149,6 +149,26 @@ import Testing
         #expect(m.outstandingPublishCount == 0)
     }
 
+    @Test func aBatchSizeSummedByTheCallerIsCheckedLikeOneSummedHere() throws {
+        var welcome = Self.welcome
+        welcome.maxFrameLength = 400
+        let events = [Fixtures.event(data: String(repeating: "x", count: 120)), Fixtures.event(data: String(repeating: "y", count: 120))]
+        let summed = events.reduce(0) { $0 + EventCodec.encodedSize($1) }
+        var m = try Self.connected(welcome)
+        _ = try m.publish(batch: events, encodedSize: summed)
+        #expect(m.outstandingPublishCount == 1)
+        let more = events + [Fixtures.event(data: String(repeating: "z", count: 120))]
+        for size in [nil, more.reduce(0) { $0 + EventCodec.encodedSize($1) }] {
+            do {
+                _ = try m.publish(batch: more, encodedSize: size)
+                Issue.record("an oversized batch was allowed (size given: \(size != nil))")
+            } catch {
+                #expect(error.code == .frameTooLarge)
+            }
+        }
+        #expect(m.outstandingPublishCount == 1)
+    }
+
     // MARK: Subscriptions
 
     @Test func creditIsReplenishedWhenHalfTheWindowIsConsumed() throws {
