@@ -12,7 +12,6 @@
 #include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdio.h>
 
 #define CURL_FUNCTIONS(STUB, STUB_VOID) \
     STUB_VOID(void, curl_easy_cleanup, (CURL *curl), (curl)) \
@@ -81,8 +80,7 @@ static void ensure_loaded(const char *function) {
     if (!loaded) mesh_library_not_loaded(function, failure);
 }
 
-int mesh_curl_load(char *error, size_t size) {
+const char *mesh_curl_load(void) {
     pthread_once(&once, load);
-    if (!loaded && size > 0) snprintf(error, size, "%s", failure);
-    return loaded;
+    return loaded ? NULL : failure;
 }

@@ -7,8 +7,6 @@
 #include <CMeshSupport.h>
 #include <mosquitto.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <string.h>
 
 #define MOSQUITTO_FUNCTIONS(STUB, STUB_VOID) \
     STUB(const char *, mosquitto_connack_string, (int connack_code), (connack_code)) \
@@ -75,8 +73,7 @@ static void ensure_loaded(const char *function) {
     if (!loaded) mesh_library_not_loaded(function, failure);
 }
 
-int mesh_mosquitto_load(char *error, size_t size) {
+const char *mesh_mosquitto_load(void) {
     pthread_once(&once, load);
-    if (!loaded && size > 0) snprintf(error, size, "%s", failure);
-    return loaded;
+    return loaded ? NULL : failure;
 }

@@ -635,8 +635,7 @@ struct MQTTPublishFailure: Error, Sendable {
 
 /// libmosquitto, opened and initialised once before the first client: nil, or why it cannot be.
 let mosquittoUnavailable: String? = {
-    var error = [CChar](repeating: 0, count: 512)
-    guard mesh_mosquitto_load(&error, error.count) == 1 else { return String(decoding: error.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self) }
+    if let failure = mesh_mosquitto_load() { return String(cString: failure) }
     mosquitto_lib_init()
     return nil
 }()

@@ -417,8 +417,4 @@ private let transferHeader: mesh_curl_data_callback = { data, size, count, user 
 }
 
 /// libcurl, opened once on first use (the binary does not link it): nil, or why it cannot be.
-let curlUnavailable: String? = {
-    var error = [CChar](repeating: 0, count: 512)
-    guard mesh_curl_load(&error, error.count) == 1 else { return String(decoding: error.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self) }
-    return nil
-}()
+let curlUnavailable: String? = mesh_curl_load().map { String(cString: $0) }

@@ -54,9 +54,10 @@ int mesh_curl_events_run(mesh_curl_events *events, int max_wait_ms);
 CURLcode mesh_curl_global_init(void);
 
 /// Loads libcurl (libcurl.so.4) and the HMAC of its libcrypto once; every later call returns the
-/// first one's result. Returns 1 when all the functions meshgate calls are there; otherwise 0 with
-/// the reason in `error`. A libcurl function called first loads the library itself (curl_loader.c).
-int mesh_curl_load(char *error, size_t size);
+/// first one's result. Returns NULL when all the functions meshgate calls are there, otherwise why
+/// not (a string that stays valid). A libcurl function called first loads the library itself
+/// (curl_loader.c).
+const char *mesh_curl_load(void);
 
 /// 1 when the address (IPv4 or IPv6, as from inet_pton; `family` AF_INET or AF_INET6) is not a
 /// public unicast address: loopback, private (RFC 1918, unique local), link-local, CGNAT,

@@ -4,9 +4,9 @@
 #include <stddef.h>
 
 /// Loads libmosquitto (libmosquitto.so.1) once; every later call returns the first one's result.
-/// Returns 1 when the library and all the functions meshgate calls are there; otherwise 0 with the
-/// reason in `error`. The library's functions, called through the declarations of <mosquitto.h>,
-/// must not be called before this returned 1.
-int mesh_mosquitto_load(char *error, size_t size);
+/// Returns NULL when the library and all the functions meshgate calls are there, otherwise why
+/// not (a string that stays valid). A libmosquitto function called first loads the library itself,
+/// and ends the process if it cannot.
+const char *mesh_mosquitto_load(void);
 
 #endif
