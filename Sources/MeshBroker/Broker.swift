@@ -102,7 +102,7 @@ public final class Broker: Sendable {
                     }
                 }
                 for e in request.encoded {
-                    add(try prepare(e))
+                    add(try prepare(e, ingress: ingress))
                     dataBytes += e.envelope.dataCount
                 }
             } catch {
@@ -163,16 +163,23 @@ public final class Broker: Sendable {
         return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
     }
 
-    /// The same for an event already encoded as it is to be stored, which filling would not change.
-    private func prepare(_ e: EncodedPublish) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
+    /// The same for an event in its encoding: filled from its bytes when it was published so, and
+    /// otherwise (a bridge's) stored as it is, which filling must not change.
+    private func prepare(_ e: EncodedPublish, ingress: String) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
         let envelope = e.envelope
-        guard envelope.isFilled else { throw BrokerError(.invalidEvent, "an encoded event must have an id, a source, a type, a time and hops") }
+        guard envelope.isFilled || e.isPublished else {
+            throw BrokerError(.invalidEvent, "an encoded event must have an id, a source, a type, a time and hops")
+        }
         if envelope.dataCount > options.maxEventBytes {
             throw BrokerError(.tooLarge, "event data of \(envelope.dataCount) bytes exceeds the limit of \(options.maxEventBytes) bytes")
         }
         if let error = envelope.extensionError { throw BrokerError(.invalidEvent, error.message) }
         let topic = try topicLog(envelope.topic, create: options.autoCreateTopics)
         let partition = topic.partition(forKey: envelope.partitionKey)
+        if e.isPublished {
+            let (id, bytes) = envelope.filled(node: options.node, ingress: ingress, originHop: options.node)
+            return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
+        }
         return (envelope.id, topic.partitions[partition], topic.topic.name, partition, e.bytes)
     }
 
@@ -278,16 +285,26 @@ public struct PublishRequest: Sendable {
     }
 }
 
-/// An event to store as `bytes`, its encoding with everything filled (`EventEnvelope.isFilled`):
-/// what a bridge forwards, with the receiving site's hop appended. `envelope` describes `bytes`
-/// but for that hop.
+/// An event in its encoding. Either one a bridge forwards, to store as `bytes`, its encoding with
+/// everything filled (`EventEnvelope.isFilled`) and the receiving site's hop appended (`envelope`
+/// describes `bytes` but for that hop); or one published in its encoding, filled as a published
+/// `Event` is (`EventEnvelope.filled`) and stored without being decoded.
 public struct EncodedPublish: Sendable {
     public let envelope: EventEnvelope
     public let bytes: [UInt8]
+    /// Published here, not forwarded: filled before it is stored.
+    public let isPublished: Bool
 
     public init(envelope: EventEnvelope, bytes: [UInt8]) {
         self.envelope = envelope
         self.bytes = bytes
+        isPublished = false
+    }
+
+    public init(published envelope: EventEnvelope) {
+        self.envelope = envelope
+        bytes = envelope.bytes
+        isPublished = true
     }
 }
 

@@ -74,6 +74,22 @@ public struct EventEnvelope: Sendable {
         }
     }
 
+    /// The encoding as it is stored on publish, and the id it carries: what
+    /// `EventCodec.encodeFilled` writes for the decoded event, written from these bytes. An
+    /// encoding that is filled already is returned as it is.
+    public func filled(node: String, ingress: String, originHop: String,
+                       now: Timestamp = .now(), ids: EventIDGenerator = .shared) -> (id: String, bytes: [UInt8]) {
+        if isFilled { return (id, bytes) }
+        let newID = id.isEmpty ? ids.next(milliseconds: UInt64(max(0, now.millisecondsSinceEpoch))).description : nil
+        let fills = EventCodec.Fills(
+            id: newID,
+            source: layout.source.isEmpty ? Event.defaultSource(node: node, ingress: ingress) : nil,
+            type: layout.type.isEmpty ? Event.defaultType : nil,
+            time: layout.time == nil ? now.microsecondsSinceEpoch : nil,
+            hop: layout.hopCount == 0 ? originHop : nil)
+        return (newID ?? id, bytes.withUnsafeBytes { EventCodec.filling(fills, in: $0, layout) })
+    }
+
     /// The encoding with `hop` appended to the hop list, every other byte kept.
     public func appendingHop(_ hop: String) -> [UInt8] {
         bytes.withUnsafeBytes { EventCodec.appendingHop(hop, to: $0, layout) }
@@ -109,6 +125,8 @@ extension EventCodec {
         var topic: Range<Int> = 0..<0
         /// The topic with its length prefix.
         var topicField: Range<Int> = 0..<0
+        /// Offset of the time, or of where it would go (after the subject).
+        var timeAt = 0
         var time: Int64?
         var partitionKey: Range<Int>?
         /// Offset of the extension count, and the count.
@@ -150,6 +168,7 @@ extension EventCodec {
         layout.topic = try field("topic")
         layout.topicField = topicStart..<reader.position
         if flags & Flag.subject != 0 { _ = try field("subject") }
+        layout.timeAt = reader.position
         if flags & Flag.time != 0 { layout.time = try reader.int64("time") }
         if flags & Flag.datacontenttype != 0 { _ = try field("datacontenttype") }
         if flags & Flag.dataschema != 0 { _ = try field("dataschema") }
@@ -201,6 +220,54 @@ extension EventCodec {
             i += 1
         }
         return true
+    }
+
+    /// What filling sets in an encoding that lacks it (nil: kept as it is).
+    struct Fills {
+        var id: String?
+        var source: String?
+        var type: String?
+        /// Microseconds since the epoch.
+        var time: Int64?
+        /// The hop list's only hop, for an encoding without hops.
+        var hop: String?
+    }
+
+    /// The encoding with `fills` written in place of the empty id, source and type, and the
+    /// missing time and hop list; every other byte kept.
+    static func filling(_ fills: Fills, in encoded: UnsafeRawBufferPointer, _ layout: Layout) -> [UInt8] {
+        func fieldSize(_ text: Range<Int>) -> Int { varintSize(UInt64(text.count)) + text.count }
+        var size = encoded.count
+        if let id = fills.id { size += stringSize(id) - fieldSize(layout.id) }
+        if let source = fills.source { size += stringSize(source) - fieldSize(layout.source) }
+        if let type = fills.type { size += stringSize(type) - fieldSize(layout.type) }
+        if fills.time != nil { size += 8 }
+        if let hop = fills.hop { size += varintSize(1) - varintSize(UInt64(layout.hopCount)) + stringSize(hop) }
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var writer = Writer(base: UnsafeMutableRawBufferPointer(buffer))
+            func copy(_ range: Range<Int>) { writer.bytes(UnsafeRawBufferPointer(rebasing: encoded[range])) }
+            writer.byte(encoded[0])
+            writer.byte(fills.time == nil ? encoded[1] : encoded[1] | Flag.time)
+            // Each string field starts where the one before it ends (the first after the flags).
+            if let id = fills.id { writer.string(id) } else { copy(2..<layout.id.upperBound) }
+            if let source = fills.source { writer.string(source) } else { copy(layout.id.upperBound..<layout.source.upperBound) }
+            if let type = fills.type { writer.string(type) } else { copy(layout.source.upperBound..<layout.type.upperBound) }
+            copy(layout.type.upperBound..<layout.timeAt)
+            if let time = fills.time {
+                writer.base.storeBytes(of: time.littleEndian, toByteOffset: writer.position, as: Int64.self)
+                writer.position += 8
+            }
+            if let hop = fills.hop {
+                copy(layout.timeAt..<layout.hopsAt)
+                writer.varint(1)
+                writer.string(hop)
+                copy(layout.dataAt..<encoded.count)
+            } else {
+                copy(layout.timeAt..<encoded.count)
+            }
+            assert(writer.position == size)
+            initialized = writer.position
+        }
     }
 
     /// The encoding with `hop` appended to its hop list: what encoding the decoded event with that

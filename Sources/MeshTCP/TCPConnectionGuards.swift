@@ -17,11 +17,11 @@ public struct TCPNetworkSettings: Sendable {
 
     /// Adds TLS and the frame decoder to a new connection's pipeline. Over a connection limit it
     /// also adds the handler that refuses it and returns true; the caller adds nothing more.
-    func configureFront(of channel: any Channel, maxFrameLength: UInt32, keepsEncodedEvents: EncodedEventsSwitch? = nil) throws -> Bool {
+    func configureFront(of channel: any Channel, maxFrameLength: UInt32) throws -> Bool {
         let refusal = limiter.admit(channel)
         if let tls { try tls.addHandlers(to: channel, stats: limiter.stats) }
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameLength: maxFrameLength, keepsEncodedEvents: keepsEncodedEvents)))
+        try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameLength: maxFrameLength, keepsEncodedEvents: true)))
         guard let refusal else { return false }
         let error = WireError(.overloaded, refusal.message, retryAfterMilliseconds: 1000, isFatal: true)
         try sync.addHandler(TCPRefusingHandler(error: error, timeout: refusalTimeout))

@@ -84,12 +84,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     /// The token HELLO presented, authenticated again after each reload.
     private var credential: String?
 
-    /// Turned on when HELLO announces a bridge: the decoder then keeps PUBLISH_BATCH events encoded.
-    private let encodedEvents: EncodedEventsSwitch?
-
-    init(broker: Broker, configuration: TCPServer.Configuration, logger: Logger, registry: ConnectionRegistry,
-         encodedEvents: EncodedEventsSwitch? = nil) {
-        self.encodedEvents = encodedEvents
+    init(broker: Broker, configuration: TCPServer.Configuration, logger: Logger, registry: ConnectionRegistry) {
         self.broker = broker
         self.configuration = configuration
         self.logger = logger
@@ -131,8 +126,6 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        // Before the decoder reads the next frame: it hands frames on synchronously, one at a time.
-        if let encodedEvents, case .hello(let hello) = frame, hello.bridge { encodedEvents.isOn = true }
         run(machine.received(frame))
         if burstEvents >= Self.burstEvents { submitBurst() }
         if out.readableBytes >= Self.flushThreshold { flush() }
@@ -230,15 +223,16 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                     }
                     ingress.publish(events, from: hello.clientName) { result in completions.post(requestID, result) }
                 } else {
-                    burst.append(PublishRequest(events: events) { result in
-                        completions.post(requestID, result
-                            .map { $0.map { MeshWire.PublishReceipt(partition: UInt32($0.partition), offset: UInt64($0.offset)) } }
-                            .mapError { WireError(broker: $0) })
-                    })
+                    burst.append(PublishRequest(events: events, completion: answering(requestID)))
                     burstEvents += events.count
                 }
             case .publishEncoded(let requestID, let encoded):
-                publishEncoded(requestID, encoded)
+                if machine.hello?.bridge == true {
+                    forward(requestID, encoded)
+                } else if let undecodable = publishEncoded(requestID, encoded) {
+                    // As the decoder would have answered it had it decoded the events.
+                    return run(machine.decodingFailed(undecodable))
+                }
             case .subscribe(let request):
                 subscribe(request)
             case .grantCredit(let id, _):
@@ -255,9 +249,40 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// A PUBLISH_BATCH's events in their encoding: read (and checked as strictly as decoding
+    /// would), admitted, then filled and stored from their bytes. An event decoding would refuse
+    /// is returned as the fatal error it would have been, and nothing of the frame is published.
+    private func publishEncoded(_ requestID: UInt32, _ encoded: [[UInt8]]) -> WireError? {
+        var published: [EncodedPublish] = []
+        published.reserveCapacity(encoded.count)
+        for bytes in encoded {
+            do { published.append(EncodedPublish(published: try EventEnvelope(bytes))) } catch {
+                return WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message,
+                                 streamID: requestID, inReplyTo: .publishBatch, isFatal: true)
+            }
+        }
+        if let refused = admitPublish(topics: published.lazy.map(\.envelope.topic), count: published.count) {
+            completions.post(requestID, .failure(refused))
+            return nil
+        }
+        burst.append(PublishRequest(events: [], encoded: published, completion: answering(requestID)))
+        burstEvents += published.count
+        return nil
+    }
+
+    /// Answers a stored request: its receipts in a PUBLISH_ACK, or its error.
+    private func answering(_ requestID: UInt32) -> @Sendable (Result<[MeshBroker.PublishReceipt], BrokerError>) -> Void {
+        let completions = self.completions
+        return { result in
+            completions.post(requestID, result
+                .map { $0.map { MeshWire.PublishReceipt(partition: UInt32($0.partition), offset: UInt64($0.offset)) } }
+                .mapError { WireError(broker: $0) })
+        }
+    }
+
     /// Events a bridge forwarded in their encoding: read (and checked as strictly as decoding
     /// would), admitted like any publish, then handed to the bridge ingress as they are.
-    private func publishEncoded(_ requestID: UInt32, _ encoded: [[UInt8]]) {
+    private func forward(_ requestID: UInt32, _ encoded: [[UInt8]]) {
         let completions = self.completions
         var envelopes: [EventEnvelope] = []
         envelopes.reserveCapacity(encoded.count)

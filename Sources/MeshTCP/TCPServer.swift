@@ -87,13 +87,9 @@ public final class TCPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Bridge connections keep forwarded events in their encoding (docs/bridging.md).
-                    let encoded = configuration.bridgeIngress == nil ? nil : EncodedEventsSwitch()
-                    let refused = try configuration.network.configureFront(of: channel, maxFrameLength: configuration.connection.maxFrameLength,
-                                                                           keepsEncodedEvents: encoded)
+                    let refused = try configuration.network.configureFront(of: channel, maxFrameLength: configuration.connection.maxFrameLength)
                     guard !refused else { return }
-                    let handler = TCPConnectionHandler(broker: broker, configuration: configuration, logger: logger, registry: connections,
-                                                       encodedEvents: encoded)
+                    let handler = TCPConnectionHandler(broker: broker, configuration: configuration, logger: logger, registry: connections)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

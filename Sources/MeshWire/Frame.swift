@@ -15,8 +15,8 @@ public enum Frame: Hashable, Sendable {
     case publish(requestID: UInt32, event: Event)
     case publishBatch(requestID: UInt32, events: [Event])
     /// A PUBLISH_BATCH whose events stay in their encoding (the same bytes on the wire): what a
-    /// bridge sends from its log, and what a server reads on a bridge connection
-    /// (`FrameDecoder.keepsEncodedEvents`), so neither side decodes and re-encodes the events.
+    /// bridge sends from its log, and what a server reads (`FrameDecoder.keepsEncodedEvents`), so
+    /// the events are checked and stored without being decoded and encoded again.
     case publishEncoded(requestID: UInt32, events: [[UInt8]])
     case publishAck(requestID: UInt32, receipts: [PublishReceipt])
 

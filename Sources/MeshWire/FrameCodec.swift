@@ -12,31 +12,23 @@ public struct FrameDecoder: ByteToMessageDecoder {
     /// it from WELCOME once that arrives.
     public var maxFrameLength: UInt32
 
-    /// When set (by the connection's handler, once HELLO announced a bridge), PUBLISH_BATCH frames
-    /// come out as `.publishEncoded`. Read on the channel's event loop only.
-    public let keepsEncodedEvents: EncodedEventsSwitch?
+    /// When set (a server's), PUBLISH_BATCH frames come out as `.publishEncoded`: their events are
+    /// checked and stored in their encoding, not decoded.
+    public let keepsEncodedEvents: Bool
 
-    public init(maxFrameLength: UInt32 = WireProtocol.defaultMaxFrameLength, keepsEncodedEvents: EncodedEventsSwitch? = nil) {
+    public init(maxFrameLength: UInt32 = WireProtocol.defaultMaxFrameLength, keepsEncodedEvents: Bool = false) {
         self.maxFrameLength = maxFrameLength
         self.keepsEncodedEvents = keepsEncodedEvents
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let frame = try Frame.decode(from: &buffer, maxFrameLength: maxFrameLength,
-                                           keepingEncodedEvents: keepsEncodedEvents?.isOn ?? false) else {
+                                           keepingEncodedEvents: keepsEncodedEvents) else {
             return .needMoreData
         }
         context.fireChannelRead(Self.wrapInboundOut(frame))
         return .continue
     }
-}
-
-/// Shared by a connection's decoder and its handler, both on the channel's event loop: the handler
-/// turns it on when HELLO announces a bridge. A frame read after HELLO is decoded after the handler
-/// saw HELLO (the decoder hands frames on one at a time, synchronously).
-public final class EncodedEventsSwitch: @unchecked Sendable {
-    public var isOn = false
-    public init() {}
 }
 
 /// Writes frames with their length prefix.

@@ -36,6 +36,34 @@ import Testing
         }
     }
 
+    /// A publish stored from its bytes (the TCP path) must store what filling the decoded event
+    /// would: every combination of the attributes filling sets, present or missing.
+    @Test func fillingAnEncodingStoresWhatFillingTheDecodedEventWould() throws {
+        let now = Timestamp(microsecondsSinceEpoch: 1_709_210_096_000_000)
+        var shapes = 0
+        for sample in try Self.samples() {
+            for missing in 0..<32 {
+                var event = sample
+                if missing & 1 != 0 { event.id = "" }
+                if missing & 2 != 0 { event.source = "" }
+                if missing & 4 != 0 { event.type = "" }
+                if missing & 8 != 0 { event.time = nil }
+                if missing & 16 != 0 { event.hops = [] }
+                let envelope = try EventEnvelope(EventCodec.encode(event))
+                let (id, bytes) = envelope.filled(node: "n1", ingress: "tcp", originHop: "n1", now: now)
+                #expect(!id.isEmpty)
+                if !event.id.isEmpty { #expect(id == event.id) }
+                var withID = event
+                withID.id = id
+                #expect(bytes == EventCodec.encodeFilled(withID, node: "n1", ingress: "tcp", originHop: "n1", now: now).bytes)
+                // Stored bytes decode, and are filled: storing them again would not change them.
+                #expect(try EventEnvelope(bytes).isFilled)
+                shapes += 1
+            }
+        }
+        #expect(shapes == 32 * (try Self.samples().count))
+    }
+
     @Test func leavingASiteAppendsItUnlessItIsTheLastHop() throws {
         for event in try Self.samples() {
             for site in ["site-a", "site-b", "site-z"] {

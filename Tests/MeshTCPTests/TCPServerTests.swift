@@ -191,6 +191,10 @@ import Testing
         try expectError(.badFrame, inReplyTo: .hello, [0, 0, 0, 8, 0x01, 0, 0, 0, 0, 0, 0, 1])
         // A PUBLISH after the handshake whose event is cut off.
         try expectError(.invalidEvent, inReplyTo: .publish, afterHello: true, [0, 0, 0, 7, 0x10, 0, 0, 0, 0, 1, 1])
+        // A PUBLISH_BATCH whose one event's topic is cut off: its events are read from their
+        // encoding, not decoded, and still refused as decoding refuses them.
+        try expectError(.invalidEvent, inReplyTo: .publishBatch, afterHello: true,
+                        [0, 0, 0, 24, 0x11, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 10, 1, 0, 0, 0, 0, 5, 0x61, 0x62, 0x63, 0x64])
         // Text where a frame should be: "GET " read as a length is far over the limit.
         try expectError(.frameTooLarge, inReplyTo: nil, Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
         // An unknown frame type.
