@@ -63,64 +63,40 @@ public final class Broker: Sendable {
         let started = ContinuousClock.now
         var accepted: [PublishBurst.Request] = []
         accepted.reserveCapacity(requests.count)
-        var entries: [PublishBurst.Entry] = []
-        var groups: [PublishBurst.Group] = []
-        var payloads: [[[UInt8]]] = []
-        var groupOf: [ObjectIdentifier: Int] = [:]
+        var plan = BurstPlan()
         for request in requests {
             if request.events.isEmpty && request.encoded.isEmpty {
                 request.completion(.success([]))
                 continue
             }
-            let mark = (entries: entries.count, groups: groups.count)
-            var touched: [(group: Int, count: Int)] = []
+            let mark = plan.startRequest()
             var dataBytes = 0
             do throws(BrokerError) {
-                func add(_ p: (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8])) {
-                    let key = ObjectIdentifier(p.log)
-                    let g: Int
-                    if let last = groups.indices.last, groups[last].log === p.log {
-                        g = last
-                    } else if let known = groupOf[key] {
-                        g = known
-                    } else {
-                        g = groups.count
-                        groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
-                        payloads.append([])
-                        groupOf[key] = g
-                    }
-                    if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
-                    entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
-                    payloads[g].append(p.bytes)
-                }
                 // Through a buffer pointer, which lends each event: iterating or subscripting the
                 // array would copy every one.
                 try request.events.withUnsafeBufferPointer { (events) throws(BrokerError) in
                     for index in events.indices {
-                        add(try prepare(events[index], ingress: ingress))
+                        plan.add(try prepare(events[index], ingress: ingress))
                         dataBytes += events[index].data.count
                     }
                 }
-                for e in request.encoded {
-                    add(try prepare(e, ingress: ingress))
-                    dataBytes += e.envelope.dataCount
+                try request.encoded.withUnsafeBufferPointer { (encoded) throws(BrokerError) in
+                    for index in encoded.indices {
+                        plan.add(try prepare(encoded[index], ingress: ingress))
+                        dataBytes += encoded[index].envelope.dataCount
+                    }
                 }
             } catch {
-                // Take back what this request added; the groups it opened are the newest ones.
-                entries.removeSubrange(mark.entries...)
-                for (g, n) in touched.reversed() where g < mark.groups { payloads[g].removeLast(n) }
-                for g in groups.indices.dropFirst(mark.groups) { groupOf[ObjectIdentifier(groups[g].log)] = nil }
-                groups.removeSubrange(mark.groups...)
-                payloads.removeSubrange(mark.groups...)
+                plan.takeBack(mark)
                 api.failed(error.kind)
                 request.completion(.failure(error))
                 continue
             }
-            accepted.append(PublishBurst.Request(entries: mark.entries..<entries.count, dataBytes: dataBytes,
+            accepted.append(PublishBurst.Request(entries: mark.entries..<plan.entries.count, dataBytes: dataBytes,
                                                  completion: request.completion))
         }
         guard !accepted.isEmpty else { return }
-        let count = entries.count
+        let count = plan.entries.count
         if pending.wrappingAdd(count, ordering: .relaxed).newValue > options.maxPendingAppends {
             pending.wrappingSubtract(count, ordering: .relaxed)
             let error = BrokerError(.overloaded, "the log has \(options.maxPendingAppends) appends waiting; retry shortly",
@@ -131,10 +107,10 @@ public final class Broker: Sendable {
             }
             return
         }
-        let burst = PublishBurst(requests: accepted, entries: entries, groups: groups, api: api, started: started)
-        for (g, group) in groups.enumerated() {
-            let appended = payloads[g].count
-            group.log.append(batch: payloads[g]) { [self] result in
+        let burst = PublishBurst(requests: accepted, entries: plan.entries, groups: plan.groups, api: api, started: started)
+        for (g, group) in plan.groups.enumerated() {
+            let appended = plan.payloads[g].count
+            group.log.append(batch: plan.payloads[g]) { [self] result in
                 pending.wrappingSubtract(appended, ordering: .relaxed)
                 burst.groupDone(g, result.mapError(BrokerError.init))
             }
@@ -268,6 +244,53 @@ public final class Broker: Sendable {
     /// Current members and assignments of a group.
     public func members(of group: String) -> [(member: UInt64, partitions: [TopicPartition])] {
         groups.members(of: group)
+    }
+}
+
+/// The appends a publish burst is building: its events in request order, grouped by partition.
+/// A request that fails is taken back whole.
+struct BurstPlan {
+    var entries: [PublishBurst.Entry] = []
+    var groups: [PublishBurst.Group] = []
+    var payloads: [[[UInt8]]] = []
+    private var groupOf: [ObjectIdentifier: Int] = [:]
+    /// The groups the current request added to, in order, with how many each.
+    private var touched: [(group: Int, count: Int)] = []
+
+    struct Mark {
+        let entries: Int
+        let groups: Int
+    }
+
+    mutating func startRequest() -> Mark {
+        touched.removeAll(keepingCapacity: true)
+        return Mark(entries: entries.count, groups: groups.count)
+    }
+
+    mutating func add(_ p: (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8])) {
+        let g: Int
+        if let last = groups.indices.last, groups[last].log === p.log {
+            g = last
+        } else if let known = groupOf[ObjectIdentifier(p.log)] {
+            g = known
+        } else {
+            g = groups.count
+            groups.append(PublishBurst.Group(log: p.log, topic: p.topic, partition: p.partition))
+            payloads.append([])
+            groupOf[ObjectIdentifier(p.log)] = g
+        }
+        if touched.last?.group == g { touched[touched.count - 1].count += 1 } else { touched.append((g, 1)) }
+        entries.append(PublishBurst.Entry(id: p.id, group: g, position: payloads[g].count))
+        payloads[g].append(p.bytes)
+    }
+
+    /// Takes back what the request started at `mark` added; the groups it opened are the newest.
+    mutating func takeBack(_ mark: Mark) {
+        entries.removeSubrange(mark.entries...)
+        for (g, n) in touched.reversed() where g < mark.groups { payloads[g].removeLast(n) }
+        for g in groups.indices.dropFirst(mark.groups) { groupOf[ObjectIdentifier(groups[g].log)] = nil }
+        groups.removeSubrange(mark.groups...)
+        payloads.removeSubrange(mark.groups...)
     }
 }
 

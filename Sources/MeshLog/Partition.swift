@@ -102,7 +102,7 @@ public final class PartitionLog: @unchecked Sendable {
             return
         }
         let crcs = batch.map { $0.withUnsafeBytes(RecordFormat.payloadChecksum) }
-        enqueue(PendingAppend(payloads: .many(batch, crcs), completion: completion), largest: batch.lazy.map(\.count).max() ?? 0)
+        enqueue(PendingAppend(payloads: .many(batch, crcs), completion: completion), largest: batch.lazy.map { $0.count }.max() ?? 0)
     }
 
     public func append(_ payload: [UInt8]) async throws(LogError) -> Int64 {

@@ -261,7 +261,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                                  streamID: requestID, inReplyTo: .publishBatch, isFatal: true)
             }
         }
-        if let refused = admitPublish(topics: published.lazy.map(\.envelope.topic), count: published.count) {
+        if let refused = admitPublish(topics: published.lazy.map { $0.envelope.topic }, count: published.count) {
             completions.post(requestID, .failure(refused))
             return nil
         }
@@ -291,7 +291,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
                 return completions.post(requestID, .failure(WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message)))
             }
         }
-        if let refused = admitPublish(topics: envelopes.lazy.map(\.topic), count: envelopes.count) {
+        if let refused = admitPublish(topics: envelopes.lazy.map { $0.topic }, count: envelopes.count) {
             return completions.post(requestID, .failure(refused))
         }
         guard let hello = machine.hello, hello.bridge, let ingress = configuration.bridgeIngress else {
@@ -353,7 +353,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
     /// The publish ACL (for a bridge too: its events are checked against the remote site's
     /// identity) and the identity's publish rate; nil when the events may go on.
     private func admitPublish(_ events: [Event]) -> WireError? {
-        admitPublish(topics: events.lazy.map(\.topic), count: events.count)
+        admitPublish(topics: events.lazy.map { $0.topic }, count: events.count)
     }
 
     private func admitPublish(topics: some Sequence<Topic>, count: Int) -> WireError? {

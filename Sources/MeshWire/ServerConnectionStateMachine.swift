@@ -365,7 +365,7 @@ public struct ServerConnectionStateMachine: Sendable {
         case .publishBatch(let id, let events):
             return startPublish(id, type: .publishBatch, events: events)
         case .publishEncoded(let id, let events):
-            return startPublish(id, type: .publishBatch, sizes: events.lazy.map(\.count), count: events.count,
+            return startPublish(id, type: .publishBatch, sizes: events.lazy.map { $0.count }, count: events.count,
                                 action: .publishEncoded(requestID: id, events: events))
         case .subscribe(let request):
             return startSubscription(request)
