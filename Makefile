@@ -11,8 +11,10 @@ setup:
 build: setup
 	$(SWIFT) build
 
+## The Swift runtime and Foundation are linked in statically: only the code the gateway uses is
+## mapped, and start-up relocates nothing in a dozen shared libraries (idle RSS, docs/bench/profile.md).
 release: setup
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 ## Build and start the gateway on its embedded default (data in ./data).
 run: release

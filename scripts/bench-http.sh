@@ -21,7 +21,7 @@ fi
 
 BIN=${MESHGATE_BIN:-}
 if [ -z "$BIN" ]; then
-  swift build -c release --product meshgate >&2
+  swift build -c release --static-swift-stdlib --product meshgate >&2
   BIN=.build/release/meshgate
 fi
 

@@ -842,7 +842,7 @@ def main():
     args = parser.parse_args()
     for binary in (MESHGATE, PEERS):
         if not os.access(binary, os.X_OK):
-            sys.exit(f"bench-suite: {binary} is missing; build with `swift build -c release`")
+            sys.exit(f"bench-suite: {binary} is missing; build with `make release`")
     suite = Suite(args)
     chosen = args.only.split(",") if args.only else [s for s in SCENARIOS if not (args.quick and s in ("log", "webhook", "startup"))]
     unknown = set(chosen) - set(SCENARIOS)
