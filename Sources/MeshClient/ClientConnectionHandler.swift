@@ -176,7 +176,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    func publish(_ event: Event, _ complete: @escaping PublishRequest.Single) {
+    /// Takes the event (`consuming`): it moves into the turn's batch instead of being copied.
+    func publish(_ event: consuming Event, _ complete: @escaping PublishRequest.Single) {
         guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
         if options.mergePublishes {
             singlesBytes += EventCodec.encodedSize(event) + 4

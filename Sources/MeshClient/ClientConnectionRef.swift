@@ -89,12 +89,13 @@ struct ClientConnectionRef: Sendable {
 
     /// Callback form, for load generators that keep many publishes in flight without tasks. Called
     /// on the connection's own event loop (from a completion, say), it publishes at once.
-    func publish(_ event: Event, completion: @escaping PublishRequest.Single) {
+    func publish(_ event: consuming Event, completion: @escaping PublishRequest.Single) {
         let handler = self.handler
         if handler.eventLoop.inEventLoop {
             handler.value.publish(event, completion)
         } else {
-            handler.eventLoop.execute { handler.value.publish(event, completion) }
+            let moved = event
+            handler.eventLoop.execute { handler.value.publish(moved, completion) }
         }
     }
 
