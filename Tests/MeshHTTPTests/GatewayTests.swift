@@ -134,7 +134,7 @@ import Testing
         let plain = try Child(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--data", dir.path + "/a", "--routes", dir.path + "/none"])
         _ = try await plain.httpPort()
         let idle = try mapped(plain)
-        #expect(idle.contains("libswiftCore"), "the maps were read")
+        #expect(idle.contains("/libc.so"), "the maps were read")  // mapped in a static build too
         #expect(!idle.contains("libcurl"), "a gateway without webhooks maps libcurl")
         #expect(!idle.contains("libmosquitto"), "a gateway without MQTT connectors maps libmosquitto")
         #expect(!idle.contains("libcrypto"), "nothing else brings OpenSSL's libcrypto")
