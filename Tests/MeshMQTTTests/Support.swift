@@ -163,6 +163,8 @@ final class Child: @unchecked Sendable {
     private final class Lines: Sendable { let value = Mutex<[String]>([]) }
     private let lines = Lines()
     private let reader: Thread
+    /// Signalled when the reader has seen the end of the output: the process's last line is in.
+    private let drained = DispatchSemaphore(value: 0)
 
     init(_ executable: String, _ args: [String], stdin: FileHandle? = nil) throws {
         process.executableURL = URL(fileURLWithPath: executable)
@@ -174,7 +176,9 @@ final class Child: @unchecked Sendable {
         try process.run()
         let handle = out.fileHandleForReading
         let lines = self.lines
+        let drained = self.drained
         reader = Thread {
+            defer { drained.signal() }
             var buffer = ""
             while true {
                 let chunk = handle.availableData
@@ -205,15 +209,22 @@ final class Child: @unchecked Sendable {
 
     func terminate() {
         if process.isRunning { process.terminate() }
-        process.waitUntilExit()
+        waitForExitAndOutput()
     }
 
     func kill9() {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        waitForExitAndOutput()
     }
 
-    func wait() { process.waitUntilExit() }
+    func wait() { waitForExitAndOutput() }
+
+    /// The process has exited and its output has been read to the end: reading `output` right
+    /// after the exit could miss the last lines, which the reader thread had not yet taken.
+    private func waitForExitAndOutput() {
+        process.waitUntilExit()
+        if drained.wait(timeout: .now() + 10) == .success { drained.signal() }
+    }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
