@@ -100,9 +100,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     /// Requests waiting for an in-flight slot, oldest first.
     private var queued: [PublishRequest] = []
     private var queuedHead = 0
-    /// Single publishes of this event-loop turn, merged when the turn ends.
-    /// Single publishes of this turn of the loop, to be merged: kept as the request they will most
-    /// likely become, so that a turn whose publishes fit one batch hands its arrays over whole.
+    /// Single publishes of this turn of the loop, to be merged: kept as the request they become, which
+    /// is queued whole when it reaches the merge limits or the turn ends.
     private var singles = PublishRequest(events: [], singles: [])
     private var singlesBytes = 0
     private var turnScheduled = false
@@ -180,9 +179,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     func publish(_ event: consuming Event, _ complete: @escaping PublishRequest.Single) {
         guard machine.isReady else { return complete(.failure(closeReason ?? .disconnected)) }
         if options.mergePublishes {
-            singlesBytes += EventCodec.encodedSize(event) + 4
+            let size = EventCodec.encodedSize(event) + 4
+            if !singles.events.isEmpty, singlesBytes + size > options.maxMergedBytes { queueSingles() }
+            singlesBytes += size
             singles.events.append(event)
             singles.singles.append(complete)
+            if singles.events.count >= options.maxMergedEvents { queueSingles() }
             scheduleTurnEnd()
         } else {
             enqueue(PublishRequest(events: [event], singles: [complete]))
@@ -246,36 +248,26 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     private func endTurn() {
         turnScheduled = false
-        var pending = PublishRequest(events: [], singles: [])
-        swap(&pending, &singles)
-        let bytes = singlesBytes
-        singlesBytes = 0
-        if pending.events.isEmpty { return }
-        if pending.events.count <= options.maxMergedEvents, bytes <= options.maxMergedBytes {
-            pending.encodedSize = bytes - 4 * pending.events.count
-            return enqueue(pending)
-        }
-        var index = 0
-        while index < pending.events.count {
-            var request = PublishRequest(events: [], singles: [])
-            var bytes = 0
-            while index < pending.events.count, request.events.count < options.maxMergedEvents {
-                let size = EventCodec.encodedSize(pending.events[index]) + 4
-                if !request.events.isEmpty, bytes + size > options.maxMergedBytes { break }
-                bytes += size
-                request.events.append(pending.events[index])
-                request.singles.append(pending.singles[index])
-                index += 1
-            }
-            request.encodedSize = bytes - 4 * request.events.count
-            enqueue(request, pump: false)
-        }
+        queueSingles()
         pump()
     }
 
-    private func enqueue(_ request: PublishRequest, pump shouldPump: Bool = true) {
+    /// Queues the turn's single publishes so far as one request (a batch within the merge limits),
+    /// moving their arrays rather than copying the events.
+    private func queueSingles() {
+        guard !singles.events.isEmpty else { return }
+        var request = PublishRequest(events: [], singles: [])
+        swap(&request, &singles)
+        request.encodedSize = singlesBytes - 4 * request.events.count
+        singlesBytes = 0
         queued.append(request)
-        if shouldPump { pump() }
+    }
+
+    /// Queues a request behind the turn's single publishes made before it, keeping the callers' order.
+    private func enqueue(_ request: PublishRequest) {
+        queueSingles()
+        queued.append(request)
+        pump()
     }
 
     /// Sends queued requests while the server's in-flight limit allows.

@@ -71,10 +71,16 @@ struct ClientConnectionRef: Sendable {
         }
     }
 
-    /// Callback form of a batch: requests made from one thread are sent in call order.
+    /// Callback form of a batch: requests made from one thread are sent in call order, single
+    /// publishes and batches alike (on the connection's own event loop it publishes at once, as a
+    /// single publish does).
     func publish(batch events: [Event], completion: @escaping @Sendable (Result<[MeshReceipt], WireError>) -> Void) {
         let handler = self.handler
-        handler.eventLoop.execute { handler.value.publish(batch: events, completion) }
+        if handler.eventLoop.inEventLoop {
+            handler.value.publish(batch: events, completion)
+        } else {
+            handler.eventLoop.execute { handler.value.publish(batch: events, completion) }
+        }
     }
 
     /// Encoded batches, in order, in one turn of the event loop.

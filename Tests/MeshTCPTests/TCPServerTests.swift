@@ -329,6 +329,33 @@ import Testing
         await server.stop()
     }
 
+    @Test func singlesAndBatchesOfOneTurnAreStoredInTheOrderTheyWerePublished() async throws {
+        let server = try await TestServer()
+        defer { server.remove() }
+        let client = try await MeshClient.connect(port: server.port, name: "turn")
+        let offsets = Mutex<[Int: UInt64]>([:])
+        @Sendable func record(_ n: Int) -> @Sendable (Result<MeshReceipt, WireError>) -> Void {
+            { result in if let receipt = try? result.get() { offsets.withLock { $0[n] = receipt.offset } } }
+        }
+        // From a completion, which runs on the connection's event loop: all in one turn, more
+        // single publishes than one merged batch holds, with a batch of the caller's own between them.
+        client.publish(Event(topic: topic("turn/x"), partitionKey: "k", data: Array("first".utf8))) { _ in
+            for n in 0..<300 { client.publish(Event(topic: topic("turn/x"), partitionKey: "k", data: Array("\(n)".utf8)), completion: record(n)) }
+            let batch = [300, 301].map { Event(topic: topic("turn/x"), partitionKey: "k", data: Array("\($0)".utf8)) }
+            client.publish(batch: batch) { result in
+                if let receipts = try? result.get() { offsets.withLock { for (i, r) in receipts.enumerated() { $0[300 + i] = r.offset } } }
+            }
+            for n in 302..<310 { client.publish(Event(topic: topic("turn/x"), partitionKey: "k", data: Array("\(n)".utf8)), completion: record(n)) }
+        }
+        #expect(await eventually { offsets.withLock { $0.count } == 310 })
+        let stored = offsets.withLock { $0 }
+        let inCallOrder = (0..<310).compactMap { stored[$0] }
+        #expect(inCallOrder.count == 310)
+        #expect(inCallOrder == inCallOrder.sorted(), "stored in the order the calls were made")
+        await client.close()
+        await server.stop()
+    }
+
     @Test func clientResumesAfterTheServerRestarts() async throws {
         let first = try await TestServer()
         defer { first.remove() }
