@@ -436,8 +436,9 @@ struct UnsafeSendable<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// One transfer in flight. After submission only the loop thread touches it (but for the
-/// atomic cancel flag); C buffers it owns live until `finish`.
+/// One transfer, queued under its limit or in flight. Once on a curl thread only that thread
+/// touches it, but for the atomic cancel flag and `queued`/`thread` (under the limit's lock);
+/// C buffers it owns live until `finish`.
 final class Transfer: @unchecked Sendable {
     let request: CurlRequest
     let limit: TransferLimit
