@@ -6,39 +6,40 @@ enum CloudEventsHTTPEncoding {
     /// Binary mode: each attribute in a `ce-` header, `Content-Type` = `datacontenttype`, the
     /// body is the data. Trace context goes in the W3C `traceparent`/`tracestate` headers and the
     /// mesh topic in `meshgate-topic` (not a `ce-` header: `topic` is no CloudEvents attribute).
-    static func binaryHeaders(_ e: Event, into h: inout [String]) {
-        h.append("ce-specversion: \(Event.specversion)")
-        h.append("ce-id: \(headerValue(e.id))")
-        h.append("ce-source: \(headerValue(e.source))")
-        h.append("ce-type: \(headerValue(e.type))")
-        if let v = e.subject { h.append("ce-subject: \(headerValue(v))") }
-        if let v = e.time { h.append("ce-time: \(v.rfc3339)") }
-        if let v = e.dataschema { h.append("ce-dataschema: \(headerValue(v))") }
-        if let v = e.partitionKey { h.append("ce-partitionkey: \(headerValue(v))") }
-        for (name, value) in e.extensions { h.append("ce-\(name): \(headerValue(value))") }
-        if let v = e.traceparent { h.append("traceparent: \(headerValue(v))") }
-        if let v = e.tracestate { h.append("tracestate: \(headerValue(v))") }
-        h.append("meshgate-topic: \(headerValue(e.topic.name))")
+    /// Written as bytes straight into the request's header block: no string per line.
+    static func binaryHeaders(_ e: Event, into h: inout HeaderLines) {
+        h.append("ce-specversion: ", Event.specversion)
+        h.append("ce-id: ", encoding: e.id)
+        h.append("ce-source: ", encoding: e.source)
+        h.append("ce-type: ", encoding: e.type)
+        if let v = e.subject { h.append("ce-subject: ", encoding: v) }
+        if let v = e.time { h.append("ce-time: ", v.rfc3339) }
+        if let v = e.dataschema { h.append("ce-dataschema: ", encoding: v) }
+        if let v = e.partitionKey { h.append("ce-partitionkey: ", encoding: v) }
+        for (name, value) in e.extensions { h.append("ce-\(name): ", encoding: value) }
+        if let v = e.traceparent { h.append("traceparent: ", encoding: v) }
+        if let v = e.tracestate { h.append("tracestate: ", encoding: v) }
+        h.append("meshgate-topic: ", encoding: e.topic.name)
         // No datacontenttype: send no Content-Type rather than curl's form default.
-        h.append(e.datacontenttype.map { "Content-Type: \(headerValue($0))" } ?? "Content-Type:")
+        if let v = e.datacontenttype { h.append("Content-Type: ", encoding: v) } else { h.append("Content-Type:", "") }
     }
 
     /// Header values are percent-encoded as the binding requires: space, `"`, `%` and everything
     /// outside printable ASCII (so no value can break a header line).
     static func headerValue(_ s: String) -> String {
-        let utf8 = s.utf8
-        if utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x25 }) { return s }
-        var out = ""
-        out.reserveCapacity(utf8.count * 3)
-        let hex = Array("0123456789ABCDEF".utf8)
-        var bytes: [UInt8] = []
-        for b in utf8 {
-            if b > 0x20 && b < 0x7F && b != 0x22 && b != 0x25 { bytes.append(b) } else {
-                bytes.append(UInt8(ascii: "%")); bytes.append(hex[Int(b >> 4)]); bytes.append(hex[Int(b & 15)])
+        var out: [UInt8] = []
+        appendHeaderValue(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func appendHeaderValue(_ s: String, to out: inout [UInt8]) {
+        let hex: StaticString = "0123456789ABCDEF"
+        for b in s.utf8 {
+            if b > 0x20 && b < 0x7F && b != 0x22 && b != 0x25 { out.append(b) } else {
+                out.append(UInt8(ascii: "%"))
+                hex.withUTF8Buffer { out.append($0[Int(b >> 4)]); out.append($0[Int(b & 15)]) }
             }
         }
-        out = String(decoding: bytes, as: UTF8.self)
-        return out
     }
 
     // MARK: structured and batch mode
@@ -241,5 +242,50 @@ enum CloudEventsHTTPEncoding {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// Request header lines as libcurl's header list takes them: each `Name: value` line ends in a
+/// NUL, the lines back to back in one buffer (`mesh_curl_slist_block` lays the list nodes out in
+/// front of them). A line ends at its first NUL, as a C string would.
+struct HeaderLines: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var count = 0
+
+    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
+    /// `prefix` (the name and `: `) then `value` as it is.
+    mutating func append(_ prefix: String, _ value: String) {
+        let start = bytes.count
+        bytes.append(contentsOf: prefix.utf8)
+        bytes.append(contentsOf: value.utf8)
+        endLine(from: start)
+    }
+
+    /// `prefix` then `value` percent-encoded (`CloudEventsHTTPEncoding.headerValue`).
+    mutating func append(_ prefix: String, encoding value: String) {
+        let start = bytes.count
+        bytes.append(contentsOf: prefix.utf8)
+        CloudEventsHTTPEncoding.appendHeaderValue(value, to: &bytes)
+        endLine(from: start)
+    }
+
+    /// A whole line, `Name: value`.
+    mutating func append(line: String) { append(line, "") }
+
+    mutating func append(contentsOf other: HeaderLines) {
+        bytes.append(contentsOf: other.bytes)
+        count += other.count
+    }
+
+    private mutating func endLine(from start: Int) {
+        if let nul = bytes[start...].firstIndex(of: 0) { bytes.removeSubrange(nul...) }
+        bytes.append(0)
+        count += 1
+    }
+
+    /// The lines as strings (for tests and logs).
+    var lines: [String] {
+        bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
     }
 }

@@ -7,8 +7,8 @@ import Synchronization
 struct CurlRequest: Sendable {
     /// The url and settings: which idle easy handles the request may reuse.
     var target: TransferTarget
-    /// Complete header lines, `Name: value`.
-    var headers: [String]
+    /// Complete header lines, `Name: value`, as bytes.
+    var headers: HeaderLines
     var body: [UInt8]
     var url: String { target.url }
     var options: TransferOptions { target.options }
@@ -78,11 +78,72 @@ final class CurlLoop: Sendable {
         self.threads = (0..<max(1, threads)).map { CurlThread(name: threads > 1 ? "\(name)-\($0)" : name) }
     }
 
-    /// Runs the request and returns how it ended. Cancelling the task aborts the transfer.
-    func perform(_ request: CurlRequest) async -> CurlOutcome {
-        if threads.count == 1 { return await threads[0].perform(request) }
-        let i = next.add(1, ordering: .relaxed).newValue
-        return await threads[i % threads.count].perform(request)
+    /// Runs the request under `limit` and returns how it ended: at once when the limit has a free
+    /// slot, otherwise once a transfer under the same limit ends, when the curl thread that ended it
+    /// starts this one itself (the caller is resumed once, with the answer, not once for the slot
+    /// and again for the answer). `holdingSlot`: the caller took a slot with `limit.acquire()`.
+    /// Cancelling the task takes the request out of the queue or aborts the transfer.
+    func perform(_ request: CurlRequest, limit: TransferLimit, holdingSlot: Bool = false) async -> CurlOutcome {
+        let transfer = Transfer(request, limit: limit)
+        // The C buffers go here, on the caller's thread, not on the curl thread (the bottleneck).
+        defer { transfer.freeBuffers() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<CurlOutcome, Never>) in
+                transfer.continuation = c
+                enum Next { case start(CurlThread), queued, cancelled }
+                let next = limit.state.withLock { s -> Next in
+                    // The cancel handler sets the flag before it takes the lock: either it finds
+                    // the transfer queued, or the transfer is never queued.
+                    if transfer.cancelRequested.load(ordering: .relaxed) {
+                        if holdingSlot { return .start(pick()) }  // the curl thread ends it and frees the slot
+                        return .cancelled
+                    }
+                    if !holdingSlot {
+                        guard s.available > 0 else {
+                            s.enqueue(.transfer(transfer))
+                            transfer.queued = true
+                            return .queued
+                        }
+                        s.available -= 1
+                    }
+                    let thread = pick()
+                    transfer.thread = thread
+                    return .start(thread)
+                }
+                switch next {
+                case .start(let thread): start(transfer, on: thread)
+                case .queued: break
+                case .cancelled: c.resume(returning: .cancelled)
+                }
+            }
+        } onCancel: {
+            transfer.cancelRequested.store(true, ordering: .relaxed)
+            let (dequeued, thread) = limit.state.withLock { s -> (Bool, CurlThread?) in
+                if transfer.queued {
+                    s.remove(transfer)
+                    transfer.queued = false
+                    return (true, nil)
+                }
+                return (false, transfer.thread)
+            }
+            if dequeued { transfer.finish(.cancelled) } else { thread?.cancel(transfer) }
+        }
+    }
+
+    private func pick() -> CurlThread {
+        if threads.count == 1 { return threads[0] }
+        return threads[next.add(1, ordering: .relaxed).newValue % threads.count]
+    }
+
+    /// Hands `transfer` (holding a slot of its limit) to `thread`. A stopped thread takes nothing:
+    /// the transfer ends cancelled and its slot passes to the next in line, which ends the same way.
+    private func start(_ transfer: Transfer, on thread: CurlThread) {
+        var next: Transfer? = transfer
+        while let t = next {
+            if thread.submit(t) { return }
+            next = t.limit.release(to: thread)
+            t.finish(.cancelled)
+        }
     }
 
     /// Aborts every transfer (their callers see `.cancelled`) and stops the threads.
@@ -130,27 +191,21 @@ final class CurlThread: Sendable {
     /// curl_global_init is not thread-safe: run it once, before any handle exists.
     private static let globalInit: Void = { _ = mesh_curl_global_init() }()
 
-    func perform(_ request: CurlRequest) async -> CurlOutcome {
-        let transfer = Transfer(request)
-        // The C buffers go here, on the caller's thread, not on the curl thread (the bottleneck).
-        defer { transfer.freeBuffers() }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<CurlOutcome, Never>) in
-                transfer.continuation = c
-                let (accepted, wake) = inbox.withLock { box -> (Bool, Bool) in
-                    if box.stopping { return (false, false) }
-                    box.submitted.append(transfer)
-                    defer { box.polling = false }
-                    return (true, box.polling)
-                }
-                if wake { mesh_curl_events_wake(events) }
-                if !accepted { c.resume(returning: .cancelled) }
-            }
-        } onCancel: {
-            transfer.cancelRequested.store(true, ordering: .relaxed)
-            inbox.withLock { $0.cancelled.append(transfer) }
-            mesh_curl_events_wake(events)
+    /// Queues `transfer` for the loop thread, waking it if it sleeps. False when the thread stops.
+    func submit(_ transfer: Transfer) -> Bool {
+        let (accepted, wake) = inbox.withLock { box -> (Bool, Bool) in
+            if box.stopping { return (false, false) }
+            box.submitted.append(transfer)
+            defer { box.polling = false }
+            return (true, box.polling)
         }
+        if wake { mesh_curl_events_wake(events) }
+        return accepted
+    }
+
+    func cancel(_ transfer: Transfer) {
+        inbox.withLock { $0.cancelled.append(transfer) }
+        mesh_curl_events_wake(events)
     }
 
     func shutdown() async {
@@ -176,39 +231,54 @@ final class CurlThread: Sendable {
     private func run(_ multi: UnsafeMutableRawPointer) {
         var active: [UnsafeMutableRawPointer: Transfer] = [:]
         var idle: [HandleKey: [UnsafeMutableRawPointer]] = [:]
+        /// Transfers that waited for a slot a transfer of this thread freed: this thread starts them.
+        var ready: [Transfer] = []
         func recycle(_ easy: UnsafeMutableRawPointer, _ key: HandleKey) {
             if idle[key, default: []].count < Self.maxIdlePerKey { idle[key, default: []].append(easy) } else { curl_easy_cleanup(easy) }
         }
+        /// Ends a transfer: its slot goes to the next in line first (so a caller that sees the
+        /// answer sees the slot free), then the caller resumes.
+        func end(_ t: Transfer, _ outcome: CurlOutcome) {
+            if let next = t.limit.release(to: self) { ready.append(next) }
+            t.finish(outcome)
+        }
+        var starting: [Transfer] = []
         while true {
-            let (submitted, cancelled, stopping) = inbox.withLock { box in
-                defer { box.submitted.removeAll(keepingCapacity: true); box.cancelled.removeAll(keepingCapacity: true) }
-                return (box.submitted, box.cancelled, box.stopping)
+            let (cancelled, stopping) = inbox.withLock { box in
+                swap(&starting, &box.submitted)
+                defer { box.cancelled.removeAll(keepingCapacity: true) }
+                return (box.cancelled, box.stopping)
             }
-            for t in submitted {
-                if t.cancelRequested.load(ordering: .relaxed) { t.finish(.cancelled); continue }
+            if !ready.isEmpty {
+                starting.append(contentsOf: ready)
+                ready.removeAll(keepingCapacity: true)
+            }
+            for t in starting {
+                if t.cancelRequested.load(ordering: .relaxed) { end(t, .cancelled); continue }
                 let key = t.request.target
                 let reused = idle[key]?.popLast()
                 let easy = reused ?? curl_easy_init()!
                 if let failure = t.configure(easy, fresh: reused == nil) {
                     curl_easy_cleanup(easy)
-                    t.finish(failure)
+                    end(t, failure)
                     continue
                 }
                 t.easy = easy
                 active[easy] = t
                 curl_multi_add_handle(multi, easy)
             }
+            starting.removeAll(keepingCapacity: true)
             for t in cancelled {
                 guard let easy = t.easy, active.removeValue(forKey: easy) != nil else { continue }
                 curl_multi_remove_handle(multi, easy)
-                t.finish(.cancelled)
+                end(t, .cancelled)
                 recycle(easy, t.request.target)
             }
             if stopping { break }
             // Sleep until socket activity, one of curl's timers, or a wakeup from a submission;
-            // not at all when submissions arrived meanwhile. Then curl acts on what happened.
+            // not at all when submissions arrived meanwhile or slots freed here wait to be used.
             let pending = inbox.withLock { box -> Bool in
-                let pending = !box.submitted.isEmpty || !box.cancelled.isEmpty || box.stopping
+                let pending = !box.submitted.isEmpty || !box.cancelled.isEmpty || box.stopping || !ready.isEmpty
                 box.polling = !pending
                 return pending
             }
@@ -220,21 +290,23 @@ final class CurlThread: Sendable {
                 let code = mesh_curl_msg_result(message)
                 curl_multi_remove_handle(multi, easy)
                 if let t = active.removeValue(forKey: easy) {
-                    t.finish(t.outcome(code, easy))
+                    end(t, t.outcome(code, easy))
                     recycle(easy, t.request.target)  // connections stay in the multi handle's cache
                 } else {
                     curl_easy_cleanup(easy)
                 }
             }
         }
+        // Stopping: new submissions are refused from now on (`stopping` is set). End what is in
+        // flight and what waits here; each freed slot passes to the next in line, which ends too.
         for (easy, t) in active {
             curl_multi_remove_handle(multi, easy)
-            t.finish(.cancelled)
+            end(t, .cancelled)
             curl_easy_cleanup(easy)
         }
-        // Transfers that arrived after the last drain.
         let late = inbox.withLock { box in defer { box.submitted.removeAll() }; return box.submitted }
-        for t in late { t.finish(.cancelled) }
+        ready.append(contentsOf: late)
+        while let t = ready.popLast() { end(t, .cancelled) }
         for handles in idle.values { for easy in handles { curl_easy_cleanup(easy) } }
         curl_multi_cleanup(multi)
         mesh_curl_events_destroy(events)
@@ -243,15 +315,136 @@ final class CurlThread: Sendable {
     }
 }
 
+/// The concurrency limit of one endpoint (its `concurrency` option), kept with the transfers
+/// rather than in front of them: a request that finds every slot taken is queued here, built, and
+/// the curl thread whose transfer frees a slot starts it on the spot. The caller suspends once
+/// and is resumed once, with the answer, and a busy endpoint costs no extra wake-up per request.
+/// First come, first served. Callers that must build their request only once they hold a slot
+/// (a signature's timestamp is the time of sending) wait with `acquire()` in the same queue.
+final class TransferLimit: Sendable {
+    fileprivate enum Entry {
+        case transfer(Transfer)
+        case waiter(UInt64, CheckedContinuation<Bool, Never>)
+    }
+    struct State {
+        var available: Int
+        fileprivate var queue: [Entry?] = []
+        var head = 0
+        var nextID: UInt64 = 0
+        /// Requests and callers waiting for a slot.
+        var waiting = 0
+
+        fileprivate mutating func enqueue(_ e: Entry) {
+            queue.append(e)
+            waiting += 1
+        }
+
+        fileprivate mutating func popFirst() -> Entry? {
+            while head < queue.count {
+                let e = queue[head]
+                queue[head] = nil
+                head += 1
+                if let e { waiting -= 1; compact(); return e }
+            }
+            compact()
+            return nil
+        }
+
+        /// Takes a queued transfer out (its caller was cancelled).
+        fileprivate mutating func remove(_ transfer: Transfer) {
+            guard let i = queue[head...].firstIndex(where: { if case .transfer(let t) = $0 { t === transfer } else { false } }) else { return }
+            queue[i] = nil
+            waiting -= 1
+        }
+
+        fileprivate mutating func removeWaiter(_ id: UInt64) -> CheckedContinuation<Bool, Never>? {
+            guard let i = queue[head...].firstIndex(where: { if case .waiter(let w, _) = $0 { w == id } else { false } }),
+                  case .waiter(_, let c) = queue[i] else { return nil }
+            queue[i] = nil
+            waiting -= 1
+            return c
+        }
+
+        private mutating func compact() {
+            if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 } else if head > 1024 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
+            }
+        }
+    }
+    let state: Mutex<State>
+    let limit: Int
+
+    init(limit: Int) {
+        self.limit = limit
+        state = Mutex(State(available: limit))
+    }
+
+    /// Slots taken now (requests in flight or about to be).
+    var inFlight: Int { limit - state.withLock { $0.available } }
+    /// Requests and callers waiting for a slot.
+    var waiting: Int { state.withLock { $0.waiting } }
+
+    /// Takes a slot, waiting for one if needed; then `CurlLoop.perform(_:limit:holdingSlot: true)`.
+    /// False when the task was cancelled while waiting.
+    func acquire() async -> Bool {
+        let id = state.withLock { s -> UInt64? in
+            guard s.available == 0 else { s.available -= 1; return nil }
+            s.nextID += 1
+            return s.nextID
+        }
+        guard let id else { return true }
+        let cancelled = Atomic<Bool>(false)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+                let granted = state.withLock { s -> Bool? in
+                    if cancelled.load(ordering: .relaxed) { return false }
+                    if s.available > 0 { s.available -= 1; return true }
+                    s.enqueue(.waiter(id, c))
+                    return nil
+                }
+                if let granted { c.resume(returning: granted) }
+            }
+        } onCancel: {
+            cancelled.store(true, ordering: .relaxed)
+            state.withLock { $0.removeWaiter(id) }?.resume(returning: false)
+        }
+    }
+
+    /// Passes a slot on: to the first queued transfer, which is returned for `thread` to start
+    /// (`thread` is recorded so a cancellation finds it), or to the first waiting caller, which
+    /// resumes; with no one waiting the slot is free again.
+    func release(to thread: CurlThread) -> Transfer? {
+        let next = state.withLock { s -> Entry? in
+            guard let e = s.popFirst() else { s.available += 1; return nil }
+            if case .transfer(let t) = e {
+                t.queued = false
+                t.thread = thread
+            }
+            return e
+        }
+        switch next {
+        case .transfer(let t): return t
+        case .waiter(_, let c): c.resume(returning: true); return nil
+        case nil: return nil
+        }
+    }
+}
+
 struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
 
-/// One transfer in flight. After submission only the loop thread touches it (but for the
-/// atomic cancel flag); C buffers it owns live until `finish`.
+/// One transfer, queued under its limit or in flight. Once on a curl thread only that thread
+/// touches it, but for the atomic cancel flag and `queued`/`thread` (under the limit's lock);
+/// C buffers it owns live until `finish`.
 final class Transfer: @unchecked Sendable {
     let request: CurlRequest
+    let limit: TransferLimit
+    /// Under `limit`'s lock: the transfer waits in the limit's queue; the thread that runs it.
+    var queued = false
+    var thread: CurlThread?
     var continuation: CheckedContinuation<CurlOutcome, Never>?
     let cancelRequested = Atomic<Bool>(false)
     var easy: UnsafeMutableRawPointer?
@@ -266,22 +459,14 @@ final class Transfer: @unchecked Sendable {
 
     /// Builds curl's copies of the headers and body here, on the caller's thread, so the curl
     /// thread (the connector's bottleneck under load) only hands pointers to libcurl.
-    init(_ request: CurlRequest) {
+    init(_ request: CurlRequest, limit: TransferLimit) {
         self.request = request
+        self.limit = limit
         scratch.initializeMemory(as: Int32.self, repeating: 0, count: 2)
-        (scratch + 8).initializeMemory(as: CChar.self, repeating: 0, count: Int(CURL_ERROR_SIZE))
+        (scratch + 8).initializeMemory(as: CChar.self, repeating: 0, count: 1)  // an empty C string
         // The header list in one allocation rather than two per line (curl_slist_append): the
-        // lines go into one buffer, NUL-terminated, and the C side lays the nodes out before them.
-        // A line ends at its first NUL, as a C string would.
-        var lines: [UInt8] = []
-        lines.reserveCapacity(request.headers.reduce(0) { $0 + $1.utf8.count + 1 })
-        for line in request.headers {
-            let start = lines.count
-            lines.append(contentsOf: line.utf8)
-            if let nul = lines[start...].firstIndex(of: 0) { lines.removeSubrange(nul...) }
-            lines.append(0)
-        }
-        headerList = lines.withUnsafeBytes {
+        // lines are already one buffer, NUL-terminated; the C side lays the nodes out before them.
+        headerList = request.headers.bytes.withUnsafeBytes {
             mesh_curl_slist_block($0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count, request.headers.count)
         }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)

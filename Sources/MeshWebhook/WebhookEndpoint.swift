@@ -14,9 +14,9 @@ final class WebhookEndpoint: Sendable {
     let config: WebhookConfig
     let spec: ConnectorSpec
     private let loop: CurlLoop
-    private let gate: ConcurrencyGate
+    private let limit: TransferLimit
     private let logger: Logger
-    private let fixedHeaders: [String]
+    private let fixedHeaders: HeaderLines
     private let batcher: WebhookBatcher?
     /// `config.redactedURL`, worked out once: errors and the status page name the url.
     private let redactedURL: String
@@ -24,7 +24,6 @@ final class WebhookEndpoint: Sendable {
     let stats = Mutex(Stats())
 
     struct Stats {
-        var inFlight = 0
         var requests = 0
         var delivered = 0
         var failed = 0
@@ -43,22 +42,22 @@ final class WebhookEndpoint: Sendable {
         self.config = config
         self.loop = loop
         self.logger = logger
-        gate = ConcurrencyGate(limit: config.concurrency)
-        var fixed = config.headers.map { "\($0.name): \($0.value)" }
-        fixed.append("Expect:")  // no 100-continue round trip before each body
+        limit = TransferLimit(limit: config.concurrency)
+        var fixed = HeaderLines()
+        for h in config.headers { fixed.append("\(h.name): ", h.value) }
+        fixed.append(line: "Expect:")  // no 100-continue round trip before each body
         fixedHeaders = fixed
         redactedURL = config.redactedURL
         target = TransferTarget(url: config.url, options: config.transfer)
         batcher = config.mode == .batch ? WebhookBatcher(size: config.batchSize, linger: config.batchLinger) : nil
     }
 
-    var waiting: Int { gate.waiting }
+    var waiting: Int { limit.waiting }
 
     func deliver(_ event: Event) async throws(DeliveryError) {
         switch config.mode {
         case .binary:
-            var headers: [String] = []
-            headers.reserveCapacity(12 + fixedHeaders.count)
+            var headers = HeaderLines(capacity: 384 + fixedHeaders.bytes.count)
             CloudEventsHTTPEncoding.binaryHeaders(event, into: &headers)
             try await post(event.data, headers: headers, messageID: event.id, count: 1)
         case .structured:
@@ -79,25 +78,30 @@ final class WebhookEndpoint: Sendable {
     }
 
     private func post(_ body: [UInt8], contentType: String, messageID: String, count: Int) async throws(DeliveryError) {
-        try await post(body, headers: ["Content-Type: \(contentType)"], messageID: messageID, count: count)
+        var headers = HeaderLines(capacity: 128 + fixedHeaders.bytes.count)
+        headers.append("Content-Type: ", contentType)
+        try await post(body, headers: headers, messageID: messageID, count: count)
     }
 
     /// One request under the concurrency limit. `messageID` is the Standard Webhooks
     /// `webhook-id`: the event id, the same on every retry so receivers can de-duplicate.
-    private func post(_ body: [UInt8], headers: [String], messageID: String, count: Int) async throws(DeliveryError) {
-        guard await gate.acquire() else { throw DeliveryError("cancelled while waiting for a free connection", retryable: true) }
-        stats.withLock { $0.inFlight += 1; $0.requests += 1 }
+    private func post(_ body: [UInt8], headers: HeaderLines, messageID: String, count: Int) async throws(DeliveryError) {
         var lines = headers
         lines.append(contentsOf: fixedHeaders)
+        let outcome: CurlOutcome
         if let signer = config.signer {
+            // Signed when sent: the timestamp is taken once a slot is free, not before a wait.
+            guard await limit.acquire() else { throw DeliveryError("cancelled while waiting for a free connection", retryable: true) }
             let now = Int64(Date().timeIntervalSince1970)
-            for (n, v) in signer.headers(id: messageID, timestamp: now, body: body) { lines.append("\(n): \(v)") }
+            for (n, v) in signer.headers(id: messageID, timestamp: now, body: body) { lines.append("\(n): ", v) }
+            outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body), limit: limit, holdingSlot: true)
+        } else {
+            // Queued with the limit if every slot is taken: the curl thread starts it when one frees.
+            outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body), limit: limit)
         }
-        let outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body))
-        gate.release()
         let error = classify(outcome)
         stats.withLock { s in
-            s.inFlight -= 1
+            s.requests += 1
             if case .response(let status, _, _) = outcome { s.lastStatus = status }
             if let error {
                 s.failed += count
@@ -141,9 +145,10 @@ final class WebhookEndpoint: Sendable {
 
     var status: WebhookConnectorStatus {
         let s = stats.withLock { $0 }
-        let state: WebhookConnectorStatus.State = s.lastOK == false ? .failing : (s.inFlight > 0 ? .delivering : .idle)
-        return WebhookConnectorStatus(name: name, url: redactedURL, mode: config.mode.rawValue, state: state, inFlight: s.inFlight,
-                                      waiting: gate.waiting, concurrency: config.concurrency, requests: s.requests,
+        let inFlight = limit.inFlight
+        let state: WebhookConnectorStatus.State = s.lastOK == false ? .failing : (inFlight > 0 ? .delivering : .idle)
+        return WebhookConnectorStatus(name: name, url: redactedURL, mode: config.mode.rawValue, state: state, inFlight: inFlight,
+                                      waiting: limit.waiting, concurrency: config.concurrency, requests: s.requests,
                                       delivered: s.delivered, failed: s.failed, lastStatus: s.lastStatus, lastError: s.lastError,
                                       lastSuccess: s.lastSuccess, lastFailure: s.lastFailure, destinations: s.users)
     }

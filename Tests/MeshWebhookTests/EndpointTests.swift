@@ -140,6 +140,72 @@ import Testing
         #expect(receiver.connectionCount == 3, "\(receiver.connectionCount) connections")
     }
 
+    /// Requests beyond `concurrency` wait in the limit's queue, already built, and the curl thread
+    /// starts the next one when a transfer ends. A queued request whose caller is cancelled leaves
+    /// the queue and is never sent; signed requests (which take their slot first, so the timestamp
+    /// is the time of sending) share the same queue; shutdown ends the queued ones too.
+    @Test func queuedRequestsStartInTurnLeaveOnCancelAndEndAtShutdown() async throws {
+        let receiver = try TestReceiver { r in
+            if r.ceID?.hasPrefix("hang") == true { return .hang(.seconds(5)) }
+            Thread.sleep(forTimeInterval: 0.005)
+            return .respond(status: 200)
+        }
+        defer { receiver.stop() }
+        let ownLoop = CurlLoop(name: "webhook-queue-test")
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", concurrency: 2, timeout: 30s}"#, loop: ownLoop)
+        // Two hanging requests take both slots; the next one queues.
+        let hanging = (0..<2).map { i in Task { try await hook.deliver(event("hang\(i)")) } }
+        #expect(await eventually { receiver.requests.count == 2 })
+        let queued = Task { try await hook.deliver(event("queued")) }
+        #expect(await eventually { hook.status.waiting == 1 })
+        #expect(hook.status.inFlight == 2)
+        queued.cancel()
+        guard case .failure(let error as DeliveryError) = await queued.result else { Issue.record("the queued delivery was not cancelled"); return }
+        #expect(error.retryable == true)
+        #expect(hook.status.waiting == 0 && hook.status.inFlight == 2)
+        // Freeing a slot starts whatever queued next.
+        let next = Task { try await hook.deliver(event("next")) }
+        #expect(await eventually { hook.status.waiting == 1 })
+        hanging[0].cancel()
+        try await next.value
+        #expect(receiver.delivered.contains("next") && !receiver.requests.contains { $0.ceID == "queued" })
+        // Shutdown ends what is in flight and what waits: one more hanging request takes the free
+        // slot, two queue behind it.
+        let late = (0..<3).map { i in Task { try await hook.deliver(event("hang-late\(i)")) } }
+        #expect(await eventually { hook.status.waiting == 2 })
+        await ownLoop.shutdown()
+        for t in late {
+            guard case .failure(let e as DeliveryError) = await t.result else { Issue.record("a late delivery succeeded"); continue }
+            #expect(e.retryable == true, "\(e)")
+        }
+        _ = await hanging[1].result
+        #expect(hook.status.waiting == 0 && hook.status.inFlight == 0)
+
+        // Signed: the limit holds across signed callers, and every request carries a valid signature.
+        let signedLoop = CurlLoop(name: "webhook-queue-signed-test", threads: 2)
+        defer { Task { await signedLoop.shutdown() } }
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        let signedReceiver = try TestReceiver { _ in
+            Thread.sleep(forTimeInterval: 0.005)
+            return .respond(status: 200)
+        }
+        defer { signedReceiver.stop() }
+        let signed = try endpoint(#"{type: webhook, url: "\#(signedReceiver.url)", concurrency: 3, secret: "\#(secret)"}"#, loop: signedLoop)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<40 { group.addTask { try await signed.deliver(event("s\(i)")) } }
+            try await group.waitForAll()
+        }
+        #expect(signedReceiver.maxInFlight <= 3)
+        #expect(signedReceiver.requests.count == 40)
+        let signer = try WebhookSigner(secrets: secret)
+        for r in signedReceiver.requests {
+            let id = try #require(r.headers["webhook-id"]), ts = try #require(r.headers["webhook-timestamp"].flatMap { Int64($0) })
+            #expect(r.headers["webhook-signature"] == signer.signature(id: id, timestamp: ts, body: r.body))
+        }
+        #expect((0..<40).allSatisfy { signedReceiver.delivered.contains("s\($0)") })
+        #expect(signed.status.inFlight == 0 && signed.status.waiting == 0)
+    }
+
     @Test func cancellingADeliveryAbortsItsTransfer() async throws {
         let receiver = try TestReceiver { _ in .hang(.seconds(5)) }
         defer { receiver.stop() }

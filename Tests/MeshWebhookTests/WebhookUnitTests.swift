@@ -92,17 +92,23 @@ struct EncodingTests {
         e.partitionKey = "k"
         e.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         e.extensions["region"] = "eu"
-        var h: [String] = []
+        var h = HeaderLines()
         CloudEventsHTTPEncoding.binaryHeaders(e, into: &h)
-        #expect(h == [
+        #expect(h.count == 12 && h.bytes.filter { $0 == 0 }.count == 12)
+        #expect(h.lines == [
             "ce-specversion: 1.0", "ce-id: e1", "ce-source: test", "ce-type: order.created", "ce-subject: s%201",
             "ce-time: 2024-01-02T03:04:05Z", "ce-dataschema: https://schema/x", "ce-partitionkey: k", "ce-region: eu",
             "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "meshgate-topic: orders/eu",
             "Content-Type: application/json",
         ])
-        var noType: [String] = []
+        var noType = HeaderLines()
         CloudEventsHTTPEncoding.binaryHeaders(event("e2", contentType: nil), into: &noType)
-        #expect(noType.last == "Content-Type:")  // tells curl to send none
+        #expect(noType.lines.last == "Content-Type:")  // tells curl to send none
+        // A line ends at its first NUL, as curl would read it.
+        var cut = HeaderLines()
+        cut.append("X-A: ", "one\u{0}two")
+        cut.append(line: "X-B: three")
+        #expect(cut.lines == ["X-A: one", "X-B: three"] && cut.count == 2)
     }
 
     @Test func structuredModeKeepsDataExactly() throws {
