@@ -107,6 +107,31 @@ def wait_port(port, proc, timeout=30.0):
     raise RuntimeError(f"{proc.bench_name} did not listen on {port} within {timeout} s")
 
 
+def disk_busy_ms():
+    """Milliseconds the block devices have spent doing I/O (the io_ticks of /proc/diskstats)."""
+    total = 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 12 and not fields[2].startswith(("loop", "ram", "zram")):
+                total += int(fields[12])
+    return total
+
+
+def wait_disk_idle(quiet=1.0, limit=30.0):
+    """Waits until no block device has done I/O for `quiet` seconds (at most `limit`); returns the wait."""
+    started = time.monotonic()
+    last, idle_since = disk_busy_ms(), time.monotonic()
+    while time.monotonic() - started < limit:
+        time.sleep(0.1)
+        now = disk_busy_ms()
+        if now != last:
+            last, idle_since = now, time.monotonic()
+        elif time.monotonic() - idle_since >= quiet:
+            break
+    return time.monotonic() - started
+
+
 def rss_mib(pid, field="VmRSS"):
     """Resident memory in MiB: VmRSS (all), RssAnon (heap, stacks) or RssFile (mapped code and data)."""
     with open(f"/proc/{pid}/status") as f:
@@ -867,8 +892,11 @@ def main():
             for entry in os.listdir(suite.work):
                 shutil.rmtree(os.path.join(suite.work, entry), ignore_errors=True)
             # ... and the disk settles before the next one: no scenario starts behind another's
-            # writeback.
+            # writeback, or behind the file system freeing what was deleted.
             os.sync()
+            waited = wait_disk_idle()
+            if waited >= 1:
+                log(f"{name}: the disk was busy for {waited:.1f} s after it")
         log(f"{name}: {time.monotonic() - t0:.0f} s")
     info["load_average_end"] = list(os.getloadavg())
     results = {
