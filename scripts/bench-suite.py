@@ -895,7 +895,7 @@ def main():
             # writeback, or behind the file system freeing what was deleted.
             os.sync()
             waited = wait_disk_idle()
-            if waited >= 1:
+            if waited >= 2:  # a second of quiet is the least it waits
                 log(f"{name}: the disk was busy for {waited:.1f} s after it")
         log(f"{name}: {time.monotonic() - t0:.0f} s")
     info["load_average_end"] = list(os.getloadavg())
