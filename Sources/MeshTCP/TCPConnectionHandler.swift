@@ -257,8 +257,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
         published.reserveCapacity(encoded.count)
         for bytes in encoded {
             do { published.append(EncodedPublish(published: try EventEnvelope(bytes))) } catch {
-                return WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message,
-                                 streamID: requestID, inReplyTo: .publishBatch, isFatal: true)
+                return WireError(decoding: error, streamID: requestID, inReplyTo: .publishBatch, isFatal: true)
             }
         }
         if let refused = admitPublish(topics: published.lazy.map { $0.envelope.topic }, count: published.count) {
@@ -288,7 +287,7 @@ final class TCPConnectionHandler: ChannelDuplexHandler {
         envelopes.reserveCapacity(encoded.count)
         for bytes in encoded {
             do { envelopes.append(try EventEnvelope(bytes)) } catch {
-                return completions.post(requestID, .failure(WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message)))
+                return completions.post(requestID, .failure(WireError(decoding: error)))
             }
         }
         if let refused = admitPublish(topics: envelopes.lazy.map { $0.topic }, count: envelopes.count) {

@@ -285,7 +285,7 @@ struct BodyReader {
         do {
             return try slice.withUnsafeReadableBytes { raw in try EventCodec.decode(raw) }
         } catch let error as EventDecodingError {
-            throw WireError(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message)
+            throw WireError(decoding: error)
         } catch {
             throw WireError(.invalidEvent, "\(error)")
         }
@@ -293,5 +293,14 @@ struct BodyReader {
 
     func truncated(_ field: StaticString) -> WireError {
         WireError(.badFrame, "\(type) is truncated: \(field) is cut off")
+    }
+}
+
+extension WireError {
+    /// How an event that does not decode is refused: ERROR 8 when its topic is the fault, ERROR 7
+    /// otherwise; the same whether the decoder or a reader of the encoded bytes finds it.
+    public init(decoding error: EventDecodingError, streamID: UInt32 = 0, inReplyTo: FrameType? = nil, isFatal: Bool = false) {
+        self.init(error.kind == .invalidTopic ? .invalidTopic : .invalidEvent, error.message,
+                  streamID: streamID, inReplyTo: inReplyTo, isFatal: isFatal)
     }
 }
