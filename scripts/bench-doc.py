@@ -281,7 +281,10 @@ if lat:
       "a subscriber from `latest` on its own connection. JetStream: a push consumer (`DeliverNew`, no acks) "
       "on its own connection — it delivers only what the stream has stored, like meshgate's subscribers. "
       "Neither run counts creating its stream or topic: the JetStream harness creates the stream first, and "
-      "meshgate's run stores one unstamped event, which creates the topic, before its clock starts.")
+      "meshgate's run stores one unstamped event, which creates the topic, before its clock starts. "
+      "This scenario runs first in the suite: after the publish scenario's gigabytes of writes the host "
+      "steals CPU time from this machine for a minute or two, a tail that belongs to neither system "
+      "(bench/profile.md).")
     w("")
     w("| load (events/s) | " + " | ".join(f"{SYSTEM_NAMES.get(k, k)} p50 / p99 (µs)" for k in lat) + " |")
     w("|---|" + "---|" * len(lat))

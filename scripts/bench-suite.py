@@ -33,7 +33,10 @@ PEERS = os.path.join(ROOT, ".build/release/meshgate-bench")
 
 # The scenarios that drive a peer through meshgate-bench (libnats, hiredis, the raw TCP ceiling).
 NEEDS_PEERS = {"publish", "latency", "fanout", "ceilings"}
-SCENARIOS = ["publish", "latency", "http", "connections", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "metrics",
+# The latency scenario runs first: after the publish scenario has written gigabytes, this machine's
+# host takes CPU time from the guest (steal) for a minute or two, and whichever system is measured
+# then gets a tail of tens of milliseconds that belongs to the host (docs/bench/profile.md).
+SCENARIOS = ["latency", "publish", "http", "connections", "mqtt", "memory", "startup", "fanout", "routing", "bridge", "metrics",
              "ceilings", "log", "webhook"]
 
 
