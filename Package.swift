@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "MeshMQTT", dependencies: ["CMosquitto", "CMosquittoLoader", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
         // The site bridge (`type: meshgate` connectors): forwarding to remote sites over the TCP
         // protocol, and the receiving side's loop check and durable dedupe window.
-        .target(name: "MeshBridge", dependencies: ["MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", "MeshNet", logging]),
+        .target(name: "MeshBridge", dependencies: ["CMeshSupport", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", "MeshNet", logging]),
         // The composition root: configuration; the log, broker, routing and listeners as services.
         .target(name: "MeshGateway", dependencies: [
             "MeshAuth", "MeshHTTP", "MeshTCP", "MeshBroker", "MeshLog", "MeshCore", "MeshRouting", "MeshConfig", "MeshMQTT", "MeshBridge", "MeshWebhook", "MeshNet",

@@ -43,8 +43,8 @@ public final class BridgeIngressService: BridgeIngress {
 
     private struct State {
         var window: DedupeWindow
-        /// Keys being stored right now, by any connection.
-        var inFlight: Set<Key> = []
+        /// Ids being stored right now, by any connection, per origin.
+        var inFlight: [String: DedupeIDSet] = [:]
         /// Batches in flight, by ticket; a checkpoint waits for the ones older than its positions.
         var tickets: Set<UInt64> = []
         var nextTicket: UInt64 = 0
@@ -176,32 +176,51 @@ public final class BridgeIngressService: BridgeIngress {
         var receipts = [MeshWire.PublishReceipt?](repeating: nil, count: count)
         var indices: [Int] = []
         var keys: [Key] = []
+        // Outside the lock: each event's dedupe key, nil for one that has been here (a loop).
+        let described = (0..<count).map { i -> Key? in
+            let (loop, first, id) = event(i)
+            // An event without hops came straight from the peer's own publishers.
+            return loop ? nil : Key(origin: first ?? peer, id: DedupeID(id))
+        }
         let ticket = state.withLock { s -> UInt64? in
-            var batchKeys: Set<Key> = []
-            batchKeys.reserveCapacity(count)
+            // Runs of one origin (a bridge batch is usually all one): their window slots are
+            // loaded together before the checks below read them one by one.
+            var start = 0
+            while start < count {
+                guard let origin = described[start]?.origin else { start += 1; continue }
+                var end = start + 1
+                while end < count, described[end] == nil || described[end]!.origin == origin { end += 1 }
+                s.window.prefetch(origin: origin, ids: described[start..<end].lazy.compactMap { $0?.id })
+                start = end
+            }
+            /// The keys this batch admitted so far, made only when an id turns out to be in flight
+            /// already: a repeat within the batch, or an event another connection is storing.
+            var admittedHere: Set<Key>?
             for i in 0..<count {
-                let (loop, first, id) = event(i)
-                if loop {
+                guard let key = described[i] else {
                     receipts[i] = .loop
                     continue
                 }
-                // An event without hops came straight from the peer's own publishers.
-                let origin = first ?? peer
-                let key = Key(origin: origin, id: DedupeID(id))
-                if s.window.contains(origin: origin, id: key.id) || batchKeys.contains(key) {
+                let origin = key.origin
+                if s.window.contains(origin: origin, id: key.id) {
                     receipts[i] = .duplicate
                     continue
                 }
-                if s.inFlight.contains(key) {
+                if !s.inFlight[origin, default: DedupeIDSet()].insert(key.id) {
+                    if admittedHere == nil { admittedHere = Set(keys) }
+                    if admittedHere!.contains(key) {
+                        receipts[i] = .duplicate
+                        continue
+                    }
                     // Another bridge is storing this event right now: let the sender retry shortly,
                     // when it will be a duplicate (or, if that store failed, stored by this retry).
+                    for k in keys { s.inFlight[k.origin]?.remove(k.id) }
                     return nil
                 }
-                batchKeys.insert(key)
+                admittedHere?.insert(key)
                 keys.append(key)
                 indices.append(i)
             }
-            for k in keys { s.inFlight.insert(k) }
             s.nextTicket += 1
             s.tickets.insert(s.nextTicket)
             return s.nextTicket
@@ -237,20 +256,22 @@ public final class BridgeIngressService: BridgeIngress {
         var receipts = admitted.receipts
         let batchKeys = admitted.keys
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let durable = if case .success = result { true } else { false }
         state.withLock { s in
-            for k in batchKeys { s.inFlight.remove(k) }
-            if case .success = result {
-                // Runs of one origin (a bridge batch is usually all one) go in together.
-                var start = batchKeys.startIndex
-                while start < batchKeys.endIndex {
-                    let origin = batchKeys[start].origin
-                    var end = start + 1
-                    while end < batchKeys.endIndex && batchKeys[end].origin == origin { end += 1 }
-                    s.window.insert(origin: origin, ids: batchKeys[start..<end].lazy.map(\.id), at: now)
-                    start = end
+            // Runs of one origin (a bridge batch is usually all one) are handled together.
+            var start = batchKeys.startIndex
+            while start < batchKeys.endIndex {
+                let origin = batchKeys[start].origin
+                var end = start + 1
+                while end < batchKeys.endIndex && batchKeys[end].origin == origin { end += 1 }
+                let ids = batchKeys[start..<end].lazy.map(\.id)
+                if let flying = s.inFlight.index(forKey: origin) {
+                    for id in ids { s.inFlight.values[flying].remove(id) }
                 }
-                s.dirty = true
+                if durable { s.window.insert(origin: origin, ids: ids, at: now) }
+                start = end
             }
+            if durable { s.dirty = true }
             s.tickets.remove(admitted.ticket)
         }
         switch result {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CMeshSupport
 import MeshCore
 
 /// An event id as the dedupe window keeps it. meshgate's own ids (26 characters of Crockford
@@ -39,6 +43,169 @@ enum DedupeID: Hashable, Sendable {
     }
 }
 
+/// A set of dedupe ids. meshgate's own ids go in a table of their 128 bits with open addressing
+/// (linear probing, backward-shift removal, at most half full), other ids in a `Set<String>`.
+/// Every event a bridge receives costs a few lookups here, and a window holds up to 500,000 ids
+/// per origin: `Set<DedupeID>` spent more on SipHash and on its larger buckets than on anything
+/// else the receiving site did per event (docs/bench/profile.md, "Bridging").
+///
+/// Consecutive ids of one millisecond differ by one in their low bits, so the slot comes from a
+/// multiplicative hash of both words, seeded per process so a peer cannot aim ids at one slot.
+struct DedupeIDSet: Sendable {
+    /// Nil until the first meshgate id; shared between copies until one of them changes.
+    private var table: SlotTable?
+    private var hasZero = false
+    private var texts: Set<String> = []
+    /// meshgate ids in `table` (not counting the all-zero one, which marks empty slots).
+    private var used = 0
+
+    private static let empty = EventID(high: 0, low: 0)
+    private static let seed = UInt64.random(in: .min ... .max)
+
+    init() {}
+
+    var count: Int { used + (hasZero ? 1 : 0) + texts.count }
+    var isEmpty: Bool { count == 0 }
+    /// Which table holds the ids: the same one after a change unless a copy shared it.
+    var tableIdentity: ObjectIdentifier? { table.map(ObjectIdentifier.init) }
+
+    /// The slot a probe for `id` starts at, in a table of 2^(64 - shift) slots.
+    private static func home(_ id: EventID, shift: Int) -> Int {
+        let mixed = (id.low ^ seed) &+ id.high &* 0xC2B2_AE3D_27D4_EB4F
+        return Int(truncatingIfNeeded: (mixed &* 0x9E37_79B9_7F4A_7C15) >> UInt64(shift))
+    }
+
+    /// The slot holding `id`, or the empty slot where it would go.
+    private static func find(_ id: EventID, in table: SlotTable) -> (slot: Int, found: Bool) {
+        let slots = table.slots, mask = table.capacity - 1
+        var i = home(id, shift: table.shift)
+        while true {
+            let here = slots[i]
+            if here == id { return (i, true) }
+            if here == empty { return (i, false) }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Starts loading the slot a lookup of `id` begins at (`mesh_prefetch`), so that a batch's
+    /// lookups, prefetched first, wait for their cache misses together rather than in turn.
+    func prefetch(_ id: DedupeID) {
+        guard case .ulid(let id) = id, let table else { return }
+        mesh_prefetch(table.slots + Self.home(id, shift: table.shift))
+    }
+
+    func contains(_ id: DedupeID) -> Bool {
+        switch id {
+        case .text(let text): return texts.contains(text)
+        case .ulid(let id):
+            if id == Self.empty { return hasZero }
+            guard let table, used > 0 else { return false }
+            return Self.find(id, in: table).found
+        }
+    }
+
+    /// True when `id` was not in the set.
+    @discardableResult
+    mutating func insert(_ id: DedupeID) -> Bool {
+        switch id {
+        case .text(let text): return texts.insert(text).inserted
+        case .ulid(let id):
+            if id == Self.empty { defer { hasZero = true }; return !hasZero }
+            if let table, Self.find(id, in: table).found { return false }
+            if (used + 1) * 2 > (table?.capacity ?? 0) { grow() } else { makeUnique() }
+            let table = table!
+            table.slots[Self.find(id, in: table).slot] = id
+            used += 1
+            return true
+        }
+    }
+
+    mutating func remove(_ id: DedupeID) {
+        switch id {
+        case .text(let text): texts.remove(text)
+        case .ulid(let id):
+            if id == Self.empty { hasZero = false; return }
+            // No reference to the table may outlive this check: `makeUnique` would see it shared.
+            guard used > 0, Self.find(id, in: table!).found else { return }
+            makeUnique()
+            let table = table!
+            var gap = Self.find(id, in: table).slot
+            used -= 1
+            // Backward shift: later entries of the probe run that may move up fill the gap, so a
+            // lookup never stops early at a hole.
+            let slots = table.slots, mask = table.capacity - 1
+            var j = gap
+            while true {
+                j = (j + 1) & mask
+                let here = slots[j]
+                if here == Self.empty { break }
+                if Self.stays(home: Self.home(here, shift: table.shift), gap: gap, at: j) { continue }
+                slots[gap] = here
+                gap = j
+            }
+            slots[gap] = Self.empty
+        }
+    }
+
+    /// Whether the entry at slot `j`, whose probe starts at `home`, stays put when slot `gap`
+    /// (before `j` in the same probe run, maybe across the table's end) empties: when its home
+    /// lies cyclically in (gap, j], moving it to `gap` would put it before its home.
+    static func stays(home: Int, gap: Int, at j: Int) -> Bool {
+        gap <= j ? (gap < home && home <= j) : (gap < home || home <= j)
+    }
+
+    /// A table of its own before a change, when a copy of the set shares it (a checkpoint's).
+    private mutating func makeUnique() {
+        if table != nil, !isKnownUniquelyReferenced(&table!) { table = table!.copy() }
+    }
+
+    private mutating func grow() {
+        let bigger = SlotTable(capacity: max(16, (table?.capacity ?? 0) * 2))
+        if let old = table {
+            for i in 0..<old.capacity where old.slots[i] != Self.empty {
+                bigger.slots[Self.find(old.slots[i], in: bigger).slot] = old.slots[i]
+            }
+        }
+        table = bigger
+    }
+}
+
+/// The slots of a `DedupeIDSet`. A table of 2 MiB or more is laid on huge pages
+/// (`madvise(MADV_HUGEPAGE)`): its lookups land anywhere in it, and with 4 KiB pages each one
+/// cost a page walk on top of the cache miss — in a virtual machine a walk of both the guest's
+/// and the host's tables.
+final class SlotTable: @unchecked Sendable {
+    let capacity: Int
+    /// Right shift of a 64-bit hash that leaves a slot index.
+    let shift: Int
+    let slots: UnsafeMutablePointer<EventID>
+
+    init(capacity: Int) {
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "a power of two")
+        self.capacity = capacity
+        shift = 64 - capacity.trailingZeroBitCount
+        let bytes = capacity * MemoryLayout<EventID>.stride
+        let hugePage = 2 << 20
+        var memory: UnsafeMutableRawPointer?
+        if bytes >= hugePage, posix_memalign(&memory, hugePage, bytes) == 0, let memory {
+            _ = madvise(memory, bytes, Int32(MADV_HUGEPAGE))
+        } else {
+            memory = malloc(bytes)
+        }
+        guard let memory else { fatalError("cannot allocate \(bytes) bytes for a dedupe table") }
+        slots = memory.bindMemory(to: EventID.self, capacity: capacity)
+        slots.initialize(repeating: EventID(high: 0, low: 0), count: capacity)
+    }
+
+    func copy() -> SlotTable {
+        let twin = SlotTable(capacity: capacity)
+        twin.slots.update(from: slots, count: capacity)
+        return twin
+    }
+
+    deinit { free(slots) }
+}
+
 /// The ids this site holds per origin site, recent first out: bounded by a count per origin and
 /// by age. Not thread-safe; `BridgeIngressService` guards it.
 struct DedupeWindow: Sendable {
@@ -50,7 +217,7 @@ struct DedupeWindow: Sendable {
     }
 
     struct Origin: Sendable {
-        var ids: Set<DedupeID> = []
+        var ids = DedupeIDSet()
         /// Insertion order, for eviction: (id, recorded at µs). `head` is the oldest live entry.
         var order: [(id: DedupeID, at: Int64)] = []
         var head = 0
@@ -86,11 +253,21 @@ struct DedupeWindow: Sendable {
         insert(origin: origin, ids: CollectionOfOne(id), at: now)
     }
 
+    /// Starts loading what looking up `ids` of `origin` will read (`DedupeIDSet.prefetch`).
+    func prefetch(origin: String, ids: some Sequence<DedupeID>) {
+        guard let o = origins[origin] else { return }
+        for id in ids { o.ids.prefetch(id) }
+    }
+
     /// Records several ids of one origin with one lookup of the origin.
-    mutating func insert(origin: String, ids: some Sequence<DedupeID>, at now: Int64) {
+    mutating func insert(origin: String, ids: some Collection<DedupeID>, at now: Int64) {
         var o = origins[origin] ?? Origin()
         origins[origin] = nil  // keep the value uniquely referenced while it changes
-        for id in ids where o.ids.insert(id).inserted {
+        // The slots these ids go to and those of the ids they push out, loaded together first.
+        for id in ids { o.ids.prefetch(id) }
+        let evicted = min(o.order.count - o.head, max(0, o.ids.count + ids.count - limits.perOrigin))
+        for e in o.order[o.head..<(o.head + evicted)] { o.ids.prefetch(e.id) }
+        for id in ids where o.ids.insert(id) {
             o.order.append((id, now))
         }
         while o.ids.count > limits.perOrigin || (o.head < o.order.count && now - o.order[o.head].at > limits.maxAgeMicros) {

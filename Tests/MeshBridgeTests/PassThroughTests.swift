@@ -5,6 +5,7 @@ import MeshCore
 import MeshLog
 import MeshTestSupport
 import MeshWire
+import Synchronization
 import Testing
 @testable import MeshBridge
 
@@ -18,11 +19,11 @@ import Testing
         let broker: Broker
         let ingress: BridgeIngressService
 
-        init(_ label: String) throws {
+        init(_ label: String, durability: Durability = .none) throws {
             root = try temporaryRoot(label)
             var o = LogOptions()
             o.retentionCheckMicros = nil
-            o.defaultTopic = TopicConfig(partitions: 3, durability: .none)
+            o.defaultTopic = TopicConfig(partitions: 3, durability: durability)
             var quiet = Logger(label: "test")
             quiet.logLevel = .critical
             log = try DurableLog(directory: root + "/data", options: o, logger: quiet)
@@ -107,6 +108,52 @@ import Testing
         #expect(decoded.allSatisfy { $0 == .duplicate })
         let total = try ["orders/new", "orders/ü/0", "orders/ü/1", "orders/ü/2"].map { try receiver.stored($0).joined().count }.reduce(0, +)
         #expect(total == 50)
+    }
+
+    @Test func aRepeatWithinABatchIsStoredOnceAndARefusedBatchLeavesNothingInFlight() async throws {
+        // `always`: a batch stays in flight for an fdatasync, long enough for the next to find it.
+        let receiver = try Receiver("repeats", durability: .always)
+        defer { receiver.close() }
+        let events = try Self.forwarded(200)
+        // The same event twice in one batch: the second is answered duplicate, stored once.
+        let answers = try await receiver.publish(Array(events[0..<10]) + [events[3]] + Array(events[10..<20]), encoded: true)
+        #expect(answers[10] == .duplicate)
+        #expect(answers.enumerated().allSatisfy { $0.offset == 10 || ($0.element != .duplicate && $0.element != .loop) })
+        // Two batches sharing events, the second sent while the first is being stored: it is
+        // refused (retry later) and takes none of its ids into flight, so its retry stores every
+        // event the first did not.
+        var refusals = 0
+        for round in 0..<9 {
+            let first = Array(events[(20 + 20 * round)..<(30 + 20 * round)])
+            // New events first, so the refusal comes after some ids of its own were admitted.
+            let second = Array(events[(30 + 20 * round)..<(40 + 20 * round)] + events[(25 + 20 * round)..<(30 + 20 * round)])
+            let envelopes = try [first, second].map { try $0.map { try EventEnvelope(EventCodec.encode($0)) } }
+            let results: [Result<[MeshWire.PublishReceipt], WireError>] = await withCheckedContinuation { done in
+                let answers = Mutex<[Int: Result<[MeshWire.PublishReceipt], WireError>]>([:])
+                for (i, batch) in envelopes.enumerated() {
+                    receiver.ingress.publish(encoded: batch, from: "site-a") { result in
+                        let all = answers.withLock { a -> [Result<[MeshWire.PublishReceipt], WireError>]? in
+                            a[i] = result
+                            return a.count == 2 ? [a[0]!, a[1]!] : nil
+                        }
+                        if let all { done.resume(returning: all) }
+                    }
+                }
+            }
+            #expect(try results[0].get().allSatisfy { $0 != .duplicate })
+            switch results[1] {
+            case .failure(let error):
+                #expect(error.code == .overloaded)
+                refusals += 1
+                let retry = try await receiver.publish(second, encoded: true)
+                #expect(retry.prefix(10).allSatisfy { $0 != .duplicate } && retry.suffix(5).allSatisfy { $0 == .duplicate })
+            case .success(let receipts):
+                #expect(receipts.prefix(10).allSatisfy { $0 != .duplicate } && receipts.suffix(5).allSatisfy { $0 == .duplicate })
+            }
+        }
+        #expect(refusals > 0, "the second batch never found the first in flight")
+        let total = try ["orders/new", "orders/ü/0", "orders/ü/1", "orders/ü/2"].map { try receiver.stored($0).joined().count }.reduce(0, +)
+        #expect(total == 200)
     }
 
     @Test func anEventFillingWouldChangeTakesTheDecodingPath() async throws {

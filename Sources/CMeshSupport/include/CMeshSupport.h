@@ -15,6 +15,11 @@ int mesh_crc32c_hardware(void);
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Returns 0 or an errno.
 int mesh_start_writeback(int fd, int64_t offset, int64_t len);
 
+/// Asks the CPU to start loading the cache line at `address` (for reading) without waiting for
+/// it: a batch of lookups that land anywhere in a large table issues these first, so their cache
+/// misses overlap instead of following one another.
+static inline void mesh_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 /// A function a library is opened for: its name and where its address goes.
 typedef struct {
     const char *name;
