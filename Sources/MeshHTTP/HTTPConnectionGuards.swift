@@ -40,7 +40,11 @@ extension ServerCore {
         let deadlines = HTTPDeadlines(idleTimeout: settings.idleTimeout, requestTimeout: settings.requestTimeout,
                                       stats: settings.limiter.stats)
         try sync.addHandler(deadlines)
-        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+        // Without NIO's outbound header validator: every response header is written here, from
+        // constants, numbers and text made header-safe (`Problem.headerSafe`), so checking each
+        // one again on every response is cost without a use.
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false,
+                                             withOutboundHeaderValidation: false)
         if let refusal {
             try sync.addHandler(HTTPExchangeTracker(deadlines: deadlines, stats: settings.limiter.stats))
             try sync.addHandler(HTTPRefusingHandler(problem: .tooManyConnections(refusal.message)))

@@ -100,8 +100,16 @@ public struct Problem: Error, Sendable, Equatable {
     static func unauthorized(_ f: AuthFailure) -> Problem {
         var p = Problem(code: "auth.unauthorized", status: .unauthorized, title: "Unauthorized", detail: f.message)
         p.challenge = f.reason == .missing ? #"Bearer realm="meshgate""#
-            : #"Bearer realm="meshgate", error="invalid_token", error_description=""# + f.message.replacingOccurrences(of: "\"", with: "'") + "\""
+            : #"Bearer realm="meshgate", error="invalid_token", error_description=""# + headerSafe(f.message) + "\""
         return p
+    }
+
+    /// Text that may carry what a client sent (a token's claims), made fit for a quoted header
+    /// value: control characters become spaces and `"` becomes `'`. Response headers are not
+    /// validated again on the way out (`configurePipeline`).
+    static func headerSafe(_ text: String) -> String {
+        String(decoding: text.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: " ") : $0 == UInt8(ascii: "\"") ? UInt8(ascii: "'") : $0 },
+               as: UTF8.self)
     }
 
     /// 403: the identity's ACL does not allow this; the detail names the topic or pattern.

@@ -123,6 +123,27 @@ import Testing
                           401, "auth.unauthorized", detail: "expired")
     }
 
+    /// A refused JWT's claims reach the challenge's error description: a line break in them must
+    /// not become a header of its own.
+    @Test func aJWTClaimCannotAddAResponseHeader() async throws {
+        let gw = try await Self.gateway()
+        defer { Task { try await gw.stop() } }
+        struct Claims: JWTPayload {
+            var sub = "intruder", role = "nobody\r\nx-injected: yes", iss = "tests", exp = Date().timeIntervalSince1970 + 600
+            func verify(using algorithm: some JWTAlgorithm) async throws {}
+        }
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: Self.jwtSecret), digestAlgorithm: .sha256)
+        let refused = try await gw.get("/v1/fetch/orders/1", headers: Self.bearer(try await keys.sign(Claims())))
+        try expectProblem(refused, 401, "auth.unauthorized", detail: "x-injected")
+        #expect(refused.header("x-injected") == nil)
+        let challenge = try #require(refused.header("www-authenticate"))
+        #expect(challenge.contains("nobody  x-injected: yes"), "\(challenge)")
+        #expect(!challenge.utf8.contains { $0 < 0x20 })
+        // The connection still serves.
+        #expect(try await gw.get("/healthz").status == 200)
+    }
+
     @Test func overThePublishRateIs429WithRetryAfter() async throws {
         let gw = try await Self.gateway(auth: Self.auth(writerRate: PublishRate(eventsPerSecond: 0.01, burst: 3)))
         defer { Task { try await gw.stop() } }
