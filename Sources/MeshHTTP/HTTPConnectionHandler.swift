@@ -275,30 +275,31 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         if let limited = access.admitPublish(identity, count: events.count) { throw .rateLimited(limited) }
         core.inflight.add(1, ordering: .relaxed)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let core = self.core
         let inbox = self.inbox ?? core.inbox(for: context.eventLoop)
         self.inbox = inbox
         // Handed to the loop's batch: the broker gets every publish this loop iteration decodes,
         // from all its connections, at once; the answer still comes back to this connection alone.
         inbox.publish(PublishRequest(events: events) { result in
-            inbox.submit {
-                let (handler, context) = bound.value
-                switch result {
-                case .success(let receipts):
-                    var w = JSONWriter(capacity: 96 * receipts.count)
-                    if batch { w.raw("[") }
-                    for (i, r) in receipts.enumerated() {
-                        if i > 0 { w.raw(",") }
-                        Admin.writeReceipt(r, into: &w)
-                    }
-                    if batch { w.raw("]") }
-                    handler.respond(context: context, json: w.bytes)
-                case .failure(let error):
-                    handler.respond(context: context, problem: Problem(error))
-                }
-                core.inflight.subtract(1, ordering: .relaxed)
-            }
+            inbox.complete(LoopInbox.Answer(to: bound, batch: batch, result: result))
         })
+    }
+
+    /// Answers a publish once its events are durable (or failed). On the loop, from `LoopInbox`.
+    func answer(_ result: Result<[PublishReceipt], BrokerError>, batch: Bool, context: ChannelHandlerContext) {
+        switch result {
+        case .success(let receipts):
+            var w = JSONWriter(capacity: 96 * receipts.count)
+            if batch { w.raw("[") }
+            for (i, r) in receipts.enumerated() {
+                if i > 0 { w.raw(",") }
+                Admin.writeReceipt(r, into: &w)
+            }
+            if batch { w.raw("]") }
+            respond(context: context, json: w.bytes)
+        case .failure(let error):
+            respond(context: context, problem: Problem(error))
+        }
+        core.inflight.subtract(1, ordering: .relaxed)
     }
 
     private func fetch(topic name: String, identity: Identity, query: QueryParameters, context: ChannelHandlerContext) throws(Problem) {
@@ -379,7 +380,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     // MARK: Responding
 
     func respond(context: ChannelHandlerContext, json: [UInt8]) {
-        respond(context: context, status: .ok, contentType: "application/json", body: json)
+        // The common answer (a receipt) reuses a head made once per length on this loop.
+        let head = keepAlive ? inbox?.okJSONHead(length: json.count) : nil
+        respond(context: context, status: .ok, contentType: "application/json", body: json, head: head)
     }
 
     func respond(context: ChannelHandlerContext, problem: Problem) {
@@ -390,17 +393,22 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         respond(context: context, status: problem.status, contentType: "application/problem+json", body: problem.body, extraHeaders: extra)
     }
 
+    /// `head`, when given, is this response's head made earlier (`LoopInbox.okJSONHead`).
     func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, contentType: String, body: [UInt8],
-                 extraHeaders: [(String, String)] = []) {
+                 extraHeaders: [(String, String)] = [], head: HTTPResponseHead? = nil) {
         if case .closed = state { return }
         if status == .requestHeaderFieldsTooLarge { stats?.count(.headerBytes) }
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(4 + extraHeaders.count)
-        headers.add(name: "content-type", value: contentType)
-        headers.add(name: "content-length", value: String(body.count))
-        for (n, v) in extraHeaders { headers.add(name: n, value: v) }
-        if !keepAlive { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if let head {
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+        } else {
+            var headers = HTTPHeaders()
+            headers.reserveCapacity(4 + extraHeaders.count)
+            headers.add(name: "content-type", value: contentType)
+            headers.add(name: "content-length", value: String(body.count))
+            for (n, v) in extraHeaders { headers.add(name: n, value: v) }
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        }
         var buffer = context.channel.allocator.buffer(capacity: body.count)
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

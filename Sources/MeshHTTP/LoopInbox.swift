@@ -1,5 +1,6 @@
 import MeshBroker
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// One event loop's traffic with the broker, both ways, shared by every HTTP connection on the loop.
@@ -11,8 +12,9 @@ import Synchronization
 /// and gets its own completion (`Broker.publish(_ requests:ingress:)`), so a bad one fails alone.
 ///
 /// Back: the log acknowledges a whole group commit at once; instead of one `execute` (and
-/// potentially one wake-up) per request, the first completion of a burst schedules a single task
-/// that runs every completion queued by then.
+/// potentially one wake-up) per request, the first result of a burst schedules a single task that
+/// answers every request whose result is queued by then. A result comes back as a value (the
+/// connection and the broker's result), not as a closure made per request.
 final class LoopInbox: @unchecked Sendable {
     /// A batch holding this many events goes to the broker at once, without waiting for the
     /// iteration to end.
@@ -21,11 +23,24 @@ final class LoopInbox: @unchecked Sendable {
     let loop: any EventLoop
     private let broker: Broker
     private let ingress: String
-    private let queue = Mutex<(items: [@Sendable () -> Void], scheduled: Bool)>(([], false))
+    private let queue = Mutex<(items: [Answer], scheduled: Bool)>(([], false))
     // Touched on `loop` only, which is what makes the class safe to share (@unchecked).
     private var outgoing: [PublishRequest] = []
     private var outgoingEvents = 0
     private var submitScheduled = false
+    /// The drained array, kept for its capacity.
+    private var spare: [Answer] = []
+    /// Heads of keep-alive `200` JSON answers by body length (`okJSONHead`), at most `maxHeads`.
+    private var heads: [Int: HTTPResponseHead] = [:]
+    static let maxHeads = 64
+
+    /// What comes back for one request: the connection to answer and the broker's result.
+    struct Answer: Sendable {
+        let to: NIOLoopBound<(HTTPConnectionHandler, ChannelHandlerContext)>
+        /// The request was a batch: its receipts are answered as a JSON array.
+        let batch: Bool
+        let result: Result<[PublishReceipt], BrokerError>
+    }
 
     init(loop: any EventLoop, broker: Broker, ingress: String = "http") {
         self.loop = loop
@@ -59,9 +74,23 @@ final class LoopInbox: @unchecked Sendable {
 
     // MARK: Back
 
-    func submit(_ work: @escaping @Sendable () -> Void) {
+    /// The head of a keep-alive `200` JSON answer of `length` bytes, made once per length on this
+    /// loop: the receipts of one topic differ in length by a few bytes at most. On `loop`.
+    func okJSONHead(length: Int) -> HTTPResponseHead {
+        if let known = heads[length] { return known }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(length))
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
+        if heads.count >= Self.maxHeads { heads.removeAll(keepingCapacity: true) }
+        heads[length] = head
+        return head
+    }
+
+    /// Hands one request's result back to the loop; from any thread, once per published request.
+    func complete(_ answer: Answer) {
         let schedule = queue.withLock { q -> Bool in
-            q.items.append(work)
+            q.items.append(answer)
             if q.scheduled { return false }
             q.scheduled = true
             return true
@@ -70,13 +99,17 @@ final class LoopInbox: @unchecked Sendable {
     }
 
     private func drain() {
-        let items = queue.withLock { q -> [@Sendable () -> Void] in
-            defer {
-                q.items.removeAll(keepingCapacity: true)
-                q.scheduled = false
-            }
-            return q.items
+        var items: [Answer] = []
+        swap(&items, &spare)
+        queue.withLock { q in
+            swap(&items, &q.items)
+            q.scheduled = false
         }
-        for work in items { work() }
+        for a in items {
+            let (handler, context) = a.to.value
+            handler.answer(a.result, batch: a.batch, context: context)
+        }
+        items.removeAll(keepingCapacity: true)
+        spare = items
     }
 }
