@@ -240,7 +240,10 @@ if pub:
     w(f"Each producer is one connection keeping {depth} publishes in flight; a publish counts when its "
       "acknowledgement is back. All six servers run at once and the runs are interleaved "
       "(meshgate ×3, JetStream, Redis ×2 for each size and producer count), so drift in the machine's load "
-      "hits them alike. The load generators share one harness (the MeshBench library: closed-loop window, "
+      "hits them alike. The two that fsync before acknowledging (meshgate `always`, Redis `appendfsync always`) "
+      "are bound by the fsync latency of this shared disk, which drifts from minute to minute, so they run a "
+      "second round in the opposite order and their figures are the means of both rounds. "
+      "The load generators share one harness (the MeshBench library: closed-loop window, "
       "HDR histogram): `meshgate bench publish` over meshgate's Swift client and TCP protocol, "
       "`meshgate-bench nats` over libnats (`js_PublishAsync`, `MaxPending` = the window) and "
       "`meshgate-bench redis` over hiredis (`XADD key * d DATA`, pipelined to the window).")
