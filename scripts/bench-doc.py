@@ -113,6 +113,10 @@ w("|---|---|")
 w(f"| CPU | {m['cpu']}, {m['cores']} cores |")
 w(f"| memory | {m['memory_gib']} GiB |")
 w(f"| system | {m['os']}, Linux {m['kernel']}, data on {m['filesystem']} |")
+if m.get("steal_seconds"):
+    stolen = m["steal_seconds"]
+    worst = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(stolen.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+    w(f"| CPU time the hypervisor took (steal) | {sum(stolen.values()):.1f} s over the run" + (f"; {worst}" if worst else "") + " |")
 w(f"| load average | {load0:.2f} at the start, {load1:.2f} at the end |")
 w("")
 w("| software | version |")

@@ -121,6 +121,13 @@ def disk_busy_ms():
     return total
 
 
+def steal_seconds():
+    """CPU time the hypervisor has taken from this machine since boot, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def wait_disk_idle(quiet=1.0, limit=30.0):
     """Waits until no block device has done I/O for `quiet` seconds (at most `limit`); returns the wait."""
     started = time.monotonic()
@@ -894,8 +901,10 @@ def main():
     started = time.monotonic()
     info = machine()
     failures = {}
+    info["steal_seconds"] = {}
     for name in chosen:
         t0 = time.monotonic()
+        steal0 = steal_seconds()
         try:
             getattr(suite, f"scenario_{name}")()
         except Exception as e:  # one failed scenario is reported, the rest still run
@@ -912,7 +921,9 @@ def main():
             waited = wait_disk_idle()
             if waited >= 2:  # a second of quiet is the least it waits
                 log(f"{name}: the disk was busy for {waited:.1f} s after it")
-        log(f"{name}: {time.monotonic() - t0:.0f} s")
+        stolen = steal_seconds() - steal0
+        info["steal_seconds"][name] = round(stolen, 2)
+        log(f"{name}: {time.monotonic() - t0:.0f} s" + (f", {stolen:.1f} s of CPU time stolen by the host" if stolen >= 0.5 else ""))
     info["load_average_end"] = list(os.getloadavg())
     results = {
         "schema": 1,

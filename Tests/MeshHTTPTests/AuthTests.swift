@@ -103,23 +103,29 @@ import Testing
         #expect(try await gw.get("/v1/status", headers: Self.bearer(Self.adminToken)).status == 200)
     }
 
+    /// Claims of a token the tests sign with `jwtSecret`.
+    struct TestClaims: JWTPayload {
+        var sub: String, role: String, iss = "tests", exp = Date().timeIntervalSince1970 + 600
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    static func sign(_ claims: TestClaims) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: jwtSecret), digestAlgorithm: .sha256)
+        return try await keys.sign(claims)
+    }
+
     @Test func jwtWithAConfiguredRoleIsAccepted() async throws {
         let gw = try await Self.gateway()
         defer { Task { try await gw.stop() } }
-        struct Claims: JWTPayload {
-            var sub = "auditor-1", role = "auditor", iss = "tests", exp = Date().timeIntervalSince1970 + 600
-            func verify(using algorithm: some JWTAlgorithm) async throws {}
-        }
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: Self.jwtSecret), digestAlgorithm: .sha256)
-        let good = try await keys.sign(Claims())
+        let good = try await Self.sign(TestClaims(sub: "auditor-1", role: "auditor"))
         #expect(try await gw.post("/v1/publish/orders/1", "x", headers: Self.bearer(Self.writerToken)).status == 200)
         let fetched = try await gw.get("/v1/fetch/orders/1?offset=0", headers: Self.bearer(good))
         #expect(fetched.status == 200, "\(fetched.text)")
         try expectProblem(try await gw.post("/v1/publish/orders/1", "x", headers: Self.bearer(good)), 403, "auth.forbidden", detail: "auditor-1")
-        var expired = Claims()
+        var expired = TestClaims(sub: "auditor-1", role: "auditor")
         expired.exp = Date().timeIntervalSince1970 - 5
-        try expectProblem(try await gw.get("/v1/fetch/orders/1", headers: Self.bearer(try await keys.sign(expired))),
+        try expectProblem(try await gw.get("/v1/fetch/orders/1", headers: Self.bearer(try await Self.sign(expired))),
                           401, "auth.unauthorized", detail: "expired")
     }
 
@@ -128,13 +134,8 @@ import Testing
     @Test func aJWTClaimCannotAddAResponseHeader() async throws {
         let gw = try await Self.gateway()
         defer { Task { try await gw.stop() } }
-        struct Claims: JWTPayload {
-            var sub = "intruder", role = "nobody\r\nx-injected: yes", iss = "tests", exp = Date().timeIntervalSince1970 + 600
-            func verify(using algorithm: some JWTAlgorithm) async throws {}
-        }
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: Self.jwtSecret), digestAlgorithm: .sha256)
-        let refused = try await gw.get("/v1/fetch/orders/1", headers: Self.bearer(try await keys.sign(Claims())))
+        let token = try await Self.sign(TestClaims(sub: "intruder", role: "nobody\r\nx-injected: yes"))
+        let refused = try await gw.get("/v1/fetch/orders/1", headers: Self.bearer(token))
         try expectProblem(refused, 401, "auth.unauthorized", detail: "x-injected")
         #expect(refused.header("x-injected") == nil)
         let challenge = try #require(refused.header("www-authenticate"))
