@@ -511,18 +511,28 @@ class Suite:
                     rss_loaded, better="lower")
 
     def scenario_mqtt(self):
-        out = self.scratch("mqtt.json")
         messages = 30000 if self.quick else 100000
-        log(f"mqtt: {messages} messages through mosquitto")
-        run([MESHGATE, "bench", "mqtt", "--messages", str(messages), "--dir", self.scratch("mqtt"), "--json", out], 600, "meshgate bench mqtt")
-        r = read_json(out)
+        # Each run takes seconds, and single runs here have ranged from 0.77 to 1.10 of the peer: two
+        # rounds, and the mean of each figure.
+        runs = []
+        for round_ in (1, 2):
+            out = self.scratch(f"mqtt-{round_}.json")
+            log(f"mqtt: {messages} messages through mosquitto, round {round_}")
+            run([MESHGATE, "bench", "mqtt", "--messages", str(messages), "--dir", self.scratch(f"mqtt-{round_}"), "--json", out],
+                600, "meshgate bench mqtt")
+            runs.append(read_json(out))
+        r = dict(runs[0])
+        for k, v in runs[0].items():
+            if k.endswith("_per_s") and isinstance(v, (int, float)):
+                r[k] = (v + runs[1][k]) / 2
+        r["rounds"] = runs
         self.raw["mqtt"] = r
         self.figure("mqtt.ingress-vs-mosquitto-sub", "MQTT",
-                    "MQTT ingress, QoS 1 flood → log (`fsync: always` before each PUBACK) vs mosquitto_sub on the same flood",
+                    "MQTT ingress, QoS 1 flood → log (`fsync: always` before each PUBACK) vs mosquitto_sub on the same flood, means of two rounds",
                     "msg/s", r["ingress_meshgate_per_s"], peer="mosquitto_sub", peer_value=r["ingress_mosquitto_sub_per_s"],
                     target=("ratio_min", 0.9))
         self.figure("mqtt.egress-vs-mosquitto-pub", "MQTT",
-                    "MQTT egress, log → broker (each PUBACKed) vs mosquitto_pub -l, both counted at one mosquitto_sub",
+                    "MQTT egress, log → broker (each PUBACKed) vs mosquitto_pub -l, both counted at one mosquitto_sub, means of two rounds",
                     "msg/s", r["egress_meshgate_per_s"], peer="mosquitto_pub", peer_value=r["egress_mosquitto_pub_per_s"],
                     target=("ratio_min", 0.9))
 
