@@ -285,28 +285,26 @@ class Suite:
             "redis-always": self.redis("always"),
         }
         raw = self.raw.setdefault("publish", {})
+
+        def publish(name, producers, size, topic):
+            server = systems[name]
+            if name.startswith("meshgate"):
+                return self.mesh_publish(server, producers, size, topic)
+            if name == "jetstream":
+                return self.nats_publish(server, producers, size, topic.replace("/", "."))
+            return self.redis_publish(server, producers, size, topic)
+
         for size in sizes:
             for producers in ([1, 16] if size <= 1024 else [16]):
-                key = f"{size}/{producers}"
-                for name, server in systems.items():
-                    topic = f"pub/s{size}/p{producers}"
+                key, topic = f"{size}/{producers}", f"pub/s{size}/p{producers}"
+                for name in systems:
                     log(f"publish {name} {size} B × {producers} producers")
-                    if name.startswith("meshgate"):
-                        r = self.mesh_publish(server, producers, size, topic)
-                    elif name == "jetstream":
-                        r = self.nats_publish(server, producers, size, topic.replace("/", "."))
-                    else:
-                        r = self.redis_publish(server, producers, size, topic)
-                    raw.setdefault(name, {})[key] = r
+                    raw.setdefault(name, {})[key] = publish(name, producers, size, topic)
                 # The `always` pair waits on fsyncs, whose latency on this shared disk drifts from one
                 # minute to the next: a second round in the reverse order, and each side's mean.
                 for name in ("redis-always", "meshgate-always"):
-                    server, topic = systems[name], f"pub/s{size}/p{producers}"
                     log(f"publish {name} {size} B × {producers} producers, second round")
-                    if name.startswith("meshgate"):
-                        again = self.mesh_publish(server, producers, size, topic)
-                    else:
-                        again = self.redis_publish(server, producers, size, topic)
+                    again = publish(name, producers, size, topic)
                     first = raw[name][key]
                     first["rounds"] = [first["per_second"], again["per_second"]]
                     first["per_second"] = (first["per_second"] + again["per_second"]) / 2

@@ -47,7 +47,7 @@ enum DedupeID: Hashable, Sendable {
 /// (linear probing, backward-shift removal, at most half full), other ids in a `Set<String>`.
 /// Every event a bridge receives costs a few lookups here, and a window holds up to 500,000 ids
 /// per origin: `Set<DedupeID>` spent more on SipHash and on its larger buckets than on anything
-/// else the receiving site did per event (docs/bench/profile.md, "Bridging").
+/// else the receiving site did per event (docs/bench/profile.md, "Cross-site forwarding").
 ///
 /// Consecutive ids of one millisecond differ by one in their low bits, so the slot comes from a
 /// multiplicative hash of both words, seeded per process so a peer cannot aim ids at one slot.
@@ -65,7 +65,6 @@ struct DedupeIDSet: Sendable {
     init() {}
 
     var count: Int { used + (hasZero ? 1 : 0) + texts.count }
-    var isEmpty: Bool { count == 0 }
     /// Which table holds the ids: the same one after a change unless a copy shared it.
     var tableIdentity: ObjectIdentifier? { table.map(ObjectIdentifier.init) }
 
@@ -111,10 +110,12 @@ struct DedupeIDSet: Sendable {
         case .text(let text): return texts.insert(text).inserted
         case .ulid(let id):
             if id == Self.empty { defer { hasZero = true }; return !hasZero }
-            if let table, Self.find(id, in: table).found { return false }
-            if (used + 1) * 2 > (table?.capacity ?? 0) { grow() } else { makeUnique() }
+            var probe = table.map { Self.find(id, in: $0) }
+            if probe?.found == true { return false }
+            // A copy (`makeUnique`) keeps every slot where it was; a bigger table does not.
+            if (used + 1) * 2 > (table?.capacity ?? 0) { grow(); probe = nil } else { makeUnique() }
             let table = table!
-            table.slots[Self.find(id, in: table).slot] = id
+            table.slots[probe?.slot ?? Self.find(id, in: table).slot] = id
             used += 1
             return true
         }
@@ -125,11 +126,13 @@ struct DedupeIDSet: Sendable {
         case .text(let text): texts.remove(text)
         case .ulid(let id):
             if id == Self.empty { hasZero = false; return }
-            // No reference to the table may outlive this check: `makeUnique` would see it shared.
-            guard used > 0, Self.find(id, in: table!).found else { return }
-            makeUnique()
+            // No reference to the table may outlive this lookup: `makeUnique` would see it shared.
+            guard used > 0 else { return }
+            let (slot, found) = Self.find(id, in: table!)
+            guard found else { return }
+            makeUnique()  // a copy keeps every slot where it was
             let table = table!
-            var gap = Self.find(id, in: table).slot
+            var gap = slot
             used -= 1
             // Backward shift: later entries of the probe run that may move up fill the gap, so a
             // lookup never stops early at a hole.
