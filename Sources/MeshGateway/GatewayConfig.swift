@@ -96,6 +96,13 @@ public struct GatewayConfig: Sendable, Equatable {
     public var logFormat = "text"
     /// Serve `GET /metrics` and record publish and log metrics.
     public var metrics = true
+    /// libcurl threads of the webhook connectors (each with its own multi handle and connection
+    /// cache; an endpoint's `concurrency` is split among them).
+    public var webhookThreads = GatewayConfig.defaultWebhookThreads
+
+    /// Two where there are two cores or more: one thread of libcurl saturates a core at about a
+    /// third of what the same receiver answers, and a second one takes the rest of the machine.
+    public static var defaultWebhookThreads: Int { min(2, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
 
     public init() {}
 
@@ -246,6 +253,12 @@ public struct GatewayConfig: Sendable, Equatable {
         Setting(key: "log_format", env: "MESHGATE_LOG_FORMAT", flag: "--log-format", help: "text or json; default text") { c, v in
             guard ["text", "json"].contains(v) else { return "\"\(v)\" is not a log format (text, json)" }
             c.logFormat = v
+            return nil
+        },
+        Setting(key: "webhook_threads", env: "MESHGATE_WEBHOOK_THREADS", flag: "--webhook-threads",
+                help: "libcurl threads of the webhook connectors; default 2 (1 on a single core)") { c, v in
+            guard let n = Int(v), n >= 1, n <= 64 else { return "\"\(v)\" is not a count from 1 to 64" }
+            c.webhookThreads = n
             return nil
         },
         Setting(key: "metrics", env: "MESHGATE_METRICS", flag: "--metrics", help: "on or off: GET /metrics and the metrics it needs; default on") { c, v in

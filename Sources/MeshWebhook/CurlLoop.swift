@@ -64,26 +64,44 @@ enum CurlOutcome: Sendable {
     case cancelled
 }
 
-/// Where webhook transfers run: one thread with its own libcurl multi handle by default (every
-/// transfer of every connector; connections and TLS sessions reused across connectors and
-/// routes), or a few such threads taking transfers in turn when one core's worth of libcurl is
-/// not enough. No Swift task or NIO event loop ever blocks on the network.
+/// Where webhook transfers run: one or a few threads, each with its own libcurl multi handle
+/// (connections and TLS sessions reused across connectors and routes), for when one core's worth
+/// of libcurl is not enough. An endpoint's concurrency limit is split among the threads
+/// (`makeLimit`), and each slot stays with its thread, so an endpoint never holds more
+/// connections than its `concurrency` in all, whatever the number of threads. No Swift task or
+/// NIO event loop ever blocks on the network.
 final class CurlLoop: Sendable {
     /// The most response bytes kept (for the dead-letter event and the status page).
     static let snippetLimit = 512
     private let threads: [CurlThread]
-    private let next = Atomic<Int>(0)
+    /// Where the next limit's share of slots starts, so endpoints with fewer slots than there are
+    /// threads do not all land on the first thread.
+    private let nextShare = Atomic<Int>(0)
 
     init(name: String = "meshgate-webhook", threads: Int = 1) {
-        self.threads = (0..<max(1, threads)).map { CurlThread(name: threads > 1 ? "\(name)-\($0)" : name) }
+        let count = max(1, threads)
+        self.threads = (0..<count).map { CurlThread(name: count > 1 ? "\(name)-\($0)" : name, index: $0) }
+    }
+
+    /// The libcurl threads.
+    var threadCount: Int { threads.count }
+
+    /// A concurrency limit of `concurrency` slots, split as evenly as possible among the threads.
+    func makeLimit(_ concurrency: Int) -> TransferLimit {
+        let n = threads.count
+        let first = nextShare.add(1, ordering: .relaxed).newValue - 1
+        var shares = [Int](repeating: concurrency / n, count: n)
+        for k in 0..<(concurrency % n) { shares[(first + k) % n] += 1 }
+        return TransferLimit(shares: shares, threads: threads)
     }
 
     /// Runs the request under `limit` and returns how it ended: at once when the limit has a free
     /// slot, otherwise once a transfer under the same limit ends, when the curl thread that ended it
     /// starts this one itself (the caller is resumed once, with the answer, not once for the slot
-    /// and again for the answer). `holdingSlot`: the caller took a slot with `limit.acquire()`.
-    /// Cancelling the task takes the request out of the queue or aborts the transfer.
-    func perform(_ request: CurlRequest, limit: TransferLimit, holdingSlot: Bool = false) async -> CurlOutcome {
+    /// and again for the answer). `slot`: the thread of a slot the caller took with
+    /// `limit.acquire()`. Cancelling the task takes the request out of the queue or aborts the
+    /// transfer.
+    func perform(_ request: CurlRequest, limit: TransferLimit, slot: CurlThread? = nil) async -> CurlOutcome {
         let transfer = Transfer(request, limit: limit)
         // The C buffers go here, on the caller's thread, not on the curl thread (the bottleneck).
         defer { transfer.freeBuffers() }
@@ -95,18 +113,14 @@ final class CurlLoop: Sendable {
                     // The cancel handler sets the flag before it takes the lock: either it finds
                     // the transfer queued, or the transfer is never queued.
                     if transfer.cancelRequested.load(ordering: .relaxed) {
-                        if holdingSlot { return .start(pick()) }  // the curl thread ends it and frees the slot
+                        if let slot { return .start(slot) }  // the curl thread ends it and frees the slot
                         return .cancelled
                     }
-                    if !holdingSlot {
-                        guard s.available > 0 else {
-                            s.enqueue(.transfer(transfer))
-                            transfer.queued = true
-                            return .queued
-                        }
-                        s.available -= 1
+                    guard let thread = slot ?? s.take(limit.threads) else {
+                        s.enqueue(.transfer(transfer))
+                        transfer.queued = true
+                        return .queued
                     }
-                    let thread = pick()
                     transfer.thread = thread
                     return .start(thread)
                 }
@@ -128,11 +142,6 @@ final class CurlLoop: Sendable {
             }
             if dequeued { transfer.finish(.cancelled) } else { thread?.cancel(transfer) }
         }
-    }
-
-    private func pick() -> CurlThread {
-        if threads.count == 1 { return threads[0] }
-        return threads[next.add(1, ordering: .relaxed).newValue % threads.count]
     }
 
     /// Hands `transfer` (holding a slot of its limit) to `thread`. A stopped thread takes nothing:
@@ -174,8 +183,11 @@ final class CurlThread: Sendable {
     private nonisolated(unsafe) let multi: UnsafeMutableRawPointer
     private nonisolated(unsafe) let events: OpaquePointer
     private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
+    /// Its place among the loop's threads: which share of each limit's slots is its own.
+    let index: Int
 
-    init(name: String, maxConnections: Int = 512) {
+    init(name: String, index: Int = 0, maxConnections: Int = 512) {
+        self.index = index
         _ = Self.globalInit
         multi = curl_multi_init()
         _ = mesh_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
@@ -321,18 +333,39 @@ final class CurlThread: Sendable {
 /// and is resumed once, with the answer, and a busy endpoint costs no extra wake-up per request.
 /// First come, first served. Callers that must build their request only once they hold a slot
 /// (a signature's timestamp is the time of sending) wait with `acquire()` in the same queue.
+///
+/// Each slot belongs to one curl thread (`CurlLoop.makeLimit` splits them), and a freed slot
+/// passes on within its thread: a thread never runs more of the endpoint's transfers at once
+/// than its share, so its connection cache never holds more of the endpoint's connections.
 final class TransferLimit: Sendable {
     fileprivate enum Entry {
         case transfer(Transfer)
-        case waiter(UInt64, CheckedContinuation<Bool, Never>)
+        case waiter(UInt64, CheckedContinuation<CurlThread?, Never>)
     }
     struct State {
+        /// Free slots per thread (by `CurlThread.index`).
+        var free: [Int]
         var available: Int
         fileprivate var queue: [Entry?] = []
         var head = 0
         var nextID: UInt64 = 0
         /// Requests and callers waiting for a slot.
         var waiting = 0
+
+        /// Takes a free slot of the thread with the most free slots; nil when none is free.
+        mutating func take(_ threads: [CurlThread]) -> CurlThread? {
+            guard available > 0 else { return nil }
+            var best = 0
+            if free.count > 1 { for i in 1..<free.count where free[i] > free[best] { best = i } }
+            free[best] -= 1
+            available -= 1
+            return threads[best]
+        }
+
+        mutating func put(back thread: CurlThread) {
+            free[thread.index] += 1
+            available += 1
+        }
 
         fileprivate mutating func enqueue(_ e: Entry) {
             queue.append(e)
@@ -357,7 +390,7 @@ final class TransferLimit: Sendable {
             waiting -= 1
         }
 
-        fileprivate mutating func removeWaiter(_ id: UInt64) -> CheckedContinuation<Bool, Never>? {
+        fileprivate mutating func removeWaiter(_ id: UInt64) -> CheckedContinuation<CurlThread?, Never>? {
             guard let i = queue[head...].firstIndex(where: { if case .waiter(let w, _) = $0 { w == id } else { false } }),
                   case .waiter(_, let c) = queue[i] else { return nil }
             queue[i] = nil
@@ -374,32 +407,39 @@ final class TransferLimit: Sendable {
     }
     let state: Mutex<State>
     let limit: Int
+    /// The loop's threads, by index.
+    let threads: [CurlThread]
 
-    init(limit: Int) {
-        self.limit = limit
-        state = Mutex(State(available: limit))
+    /// `shares[i]` slots belong to `threads[i]`.
+    fileprivate init(shares: [Int], threads: [CurlThread]) {
+        precondition(shares.count == threads.count)
+        limit = shares.reduce(0, +)
+        self.threads = threads
+        state = Mutex(State(free: shares, available: limit))
     }
 
     /// Slots taken now (requests in flight or about to be).
     var inFlight: Int { limit - state.withLock { $0.available } }
     /// Requests and callers waiting for a slot.
     var waiting: Int { state.withLock { $0.waiting } }
+    /// Free slots per thread, by `CurlThread.index`.
+    var freeSlots: [Int] { state.withLock { $0.free } }
 
-    /// Takes a slot, waiting for one if needed; then `CurlLoop.perform(_:limit:holdingSlot: true)`.
-    /// False when the task was cancelled while waiting.
-    func acquire() async -> Bool {
-        let id = state.withLock { s -> UInt64? in
-            guard s.available == 0 else { s.available -= 1; return nil }
+    /// Takes a slot, waiting for one if needed, and returns its thread: pass it to
+    /// `CurlLoop.perform(_:limit:slot:)`. Nil when the task was cancelled while waiting.
+    func acquire() async -> CurlThread? {
+        let (taken, id) = state.withLock { s -> (CurlThread?, UInt64) in
+            if let thread = s.take(threads) { return (thread, 0) }
             s.nextID += 1
-            return s.nextID
+            return (nil, s.nextID)
         }
-        guard let id else { return true }
+        if let taken { return taken }
         let cancelled = Atomic<Bool>(false)
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let granted = state.withLock { s -> Bool? in
-                    if cancelled.load(ordering: .relaxed) { return false }
-                    if s.available > 0 { s.available -= 1; return true }
+            await withCheckedContinuation { (c: CheckedContinuation<CurlThread?, Never>) in
+                let granted = state.withLock { s -> CurlThread?? in
+                    if cancelled.load(ordering: .relaxed) { return .some(nil) }
+                    if let thread = s.take(threads) { return .some(thread) }
                     s.enqueue(.waiter(id, c))
                     return nil
                 }
@@ -407,16 +447,16 @@ final class TransferLimit: Sendable {
             }
         } onCancel: {
             cancelled.store(true, ordering: .relaxed)
-            state.withLock { $0.removeWaiter(id) }?.resume(returning: false)
+            state.withLock { $0.removeWaiter(id) }?.resume(returning: nil)
         }
     }
 
-    /// Passes a slot on: to the first queued transfer, which is returned for `thread` to start
-    /// (`thread` is recorded so a cancellation finds it), or to the first waiting caller, which
-    /// resumes; with no one waiting the slot is free again.
+    /// Passes on a slot of `thread`: to the first queued transfer, which is returned for `thread`
+    /// to start (`thread` is recorded so a cancellation finds it), or to the first waiting caller,
+    /// which resumes holding it; with no one waiting the slot is free again.
     func release(to thread: CurlThread) -> Transfer? {
         let next = state.withLock { s -> Entry? in
-            guard let e = s.popFirst() else { s.available += 1; return nil }
+            guard let e = s.popFirst() else { s.put(back: thread); return nil }
             if case .transfer(let t) = e {
                 t.queued = false
                 t.thread = thread
@@ -425,7 +465,7 @@ final class TransferLimit: Sendable {
         }
         switch next {
         case .transfer(let t): return t
-        case .waiter(_, let c): c.resume(returning: true); return nil
+        case .waiter(_, let c): c.resume(returning: thread); return nil
         case nil: return nil
         }
     }

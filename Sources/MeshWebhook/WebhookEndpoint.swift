@@ -42,7 +42,7 @@ final class WebhookEndpoint: Sendable {
         self.config = config
         self.loop = loop
         self.logger = logger
-        limit = TransferLimit(limit: config.concurrency)
+        limit = loop.makeLimit(config.concurrency)
         var fixed = HeaderLines()
         for h in config.headers { fixed.append("\(h.name): ", h.value) }
         fixed.append(line: "Expect:")  // no 100-continue round trip before each body
@@ -91,10 +91,10 @@ final class WebhookEndpoint: Sendable {
         let outcome: CurlOutcome
         if let signer = config.signer {
             // Signed when sent: the timestamp is taken once a slot is free, not before a wait.
-            guard await limit.acquire() else { throw DeliveryError("cancelled while waiting for a free connection", retryable: true) }
+            guard let slot = await limit.acquire() else { throw DeliveryError("cancelled while waiting for a free connection", retryable: true) }
             let now = Int64(Date().timeIntervalSince1970)
             for (n, v) in signer.headers(id: messageID, timestamp: now, body: body) { lines.append("\(n): ", v) }
-            outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body), limit: limit, holdingSlot: true)
+            outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body), limit: limit, slot: slot)
         } else {
             // Queued with the limit if every slot is taken: the curl thread starts it when one frees.
             outcome = await loop.perform(CurlRequest(target: target, headers: lines, body: body), limit: limit)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MeshCore
+import MeshGateway
 import MeshLog
 import MeshRouting
 import MeshWebhook
@@ -18,7 +19,7 @@ struct BenchWebhook: AsyncParsableCommand {
     @Option(help: "Connections (wrk -c) and the connector's concurrency.") var connections = 32
     @Option(help: "Events per second of the latency scenario.") var rate = 5000
     @Option(help: "Events through the whole route (log → engine → webhook).") var routeEvents = 100_000
-    @Option(help: "libcurl threads of the connector.") var curlThreads = 1
+    @Option(help: "libcurl threads of the connector (default: the gateway's webhook_threads default).") var curlThreads = GatewayConfig.defaultWebhookThreads
     @Option(help: "Scratch directory for the route scenario (deleted afterwards).") var dir = "./.bench-webhook"
     @Flag(help: "Shorter runs.") var quick = false
     @Option(help: "Also write the figures as JSON to this file.") var json: String?

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeshConfig
 import MeshCore
+import MeshGateway
 import MeshLog
 import MeshRouting
 import MeshWebhook
@@ -25,7 +26,7 @@ struct WebhookRun: AsyncParsableCommand {
         var quiet = Logger(label: "meshgate")
         quiet.logLevel = .error
         let log = try DurableLog(directory: data, options: options, logger: quiet)
-        let webhooks = WebhookConnectors(logger: quiet)
+        let webhooks = WebhookConnectors(logger: quiet, threads: GatewayConfig.defaultWebhookThreads)
         let manager = RouteManager(path: routes, engine: RouteEngine(log: log, provider: webhooks, logger: quiet), logger: quiet)
         guard await manager.reload().ok else { throw ExitCode(2) }
         FileHandle.standardOutput.write("ready\n".data(using: .utf8)!)

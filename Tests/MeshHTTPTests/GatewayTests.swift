@@ -20,6 +20,9 @@ import Testing
         let d = try GatewayConfig.load(environment: [:])
         #expect(d.http.description == "127.0.0.1:8080")
         #expect(d.dataDirectory == "./data" && d.routesDirectory == "./routes" && d.fsync == .always && d.maxEventBytes == 1 << 20)
+        #expect(d.webhookThreads == min(2, ProcessInfo.processInfo.activeProcessorCount))
+        #expect(try GatewayConfig.load(environment: ["MESHGATE_WEBHOOK_THREADS": "3"]).webhookThreads == 3)
+        #expect(throws: ConfigError.self) { try GatewayConfig.load(flags: ["--webhook-threads": "0"], environment: [:]) }
     }
 
     @Test func errorsNameTheirSource() throws {

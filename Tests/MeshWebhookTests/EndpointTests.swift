@@ -123,21 +123,57 @@ import Testing
         #expect(receiver.requests.isEmpty)
     }
 
-    @Test func concurrencyIsLimitedPerEndpointAndConnectionsAreReused() async throws {
+    /// With several curl threads each keeps its own connections, so the limit's slots are split
+    /// among them and stay with their thread: the endpoint never holds more connections than its
+    /// `concurrency`, whatever the number of threads (and fewer slots than threads works too).
+    @Test(arguments: [1, 2, 3]) func concurrencyIsLimitedPerEndpointAndConnectionsAreReused(threads: Int) async throws {
         let receiver = try TestReceiver { _ in
             Thread.sleep(forTimeInterval: 0.02)
             return .respond(status: 200)
         }
         defer { receiver.stop() }
-        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", concurrency: 3}"#, loop: loop)
+        let ownLoop = CurlLoop(name: "webhook-limit-test", threads: threads)
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", concurrency: 3}"#, loop: ownLoop)
+        // Sixty at once (a freed slot passes to a queued request), then waves of three (every
+        // request finds a free slot; with slots not tied to threads, the waves would land on the
+        // threads in turn and each thread would open as many connections as the whole limit).
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<60 { group.addTask { try await hook.deliver(event("c\(i)")) } }
             try await group.waitForAll()
         }
+        for wave in 0..<10 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<3 { group.addTask { try await hook.deliver(event("w\(wave)-\(i)")) } }
+                try await group.waitForAll()
+            }
+        }
         #expect(receiver.maxInFlight == 3)
-        #expect(receiver.delivered.count == 60)
-        // Keep-alive: three connections carried the sixty requests.
+        #expect(receiver.delivered.count == 90)
+        // Keep-alive: three connections carried the ninety requests.
         #expect(receiver.connectionCount == 3, "\(receiver.connectionCount) connections")
+        #expect(hook.status.inFlight == 0)
+
+        // One slot, however many threads: one connection, one request at a time.
+        let single = try endpoint(#"{type: webhook, url: "\#(receiver.url)/one", concurrency: 1}"#, loop: ownLoop)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<12 { group.addTask { try await single.deliver(event("one\(i)")) } }
+            try await group.waitForAll()
+        }
+        #expect(receiver.connectionCount <= 4, "\(receiver.connectionCount) connections")
+        #expect(receiver.requests.filter { $0.path == "/one" }.count == 12)
+        await ownLoop.shutdown()
+    }
+
+    /// The slots of a limit are spread over the threads as evenly as possible, and limits with
+    /// fewer slots than there are threads start on different threads.
+    @Test func slotsAreSplitAmongTheThreads() async {
+        let ownLoop = CurlLoop(name: "webhook-share-test", threads: 3)
+        #expect(ownLoop.makeLimit(7).freeSlots.sorted() == [2, 2, 3])
+        #expect(ownLoop.makeLimit(3).freeSlots == [1, 1, 1])
+        let ones = (0..<3).map { _ in ownLoop.makeLimit(1).freeSlots }
+        #expect(ones.allSatisfy { $0.reduce(0, +) == 1 })
+        #expect(Set(ones.map { $0.firstIndex(of: 1)! }).count == 3)
+        await ownLoop.shutdown()
     }
 
     /// Requests beyond `concurrency` wait in the limit's queue, already built, and the curl thread
