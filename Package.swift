@@ -88,7 +88,7 @@ let package = Package(
         // The webhook connector: CloudEvents over HTTP POST on libcurl's multi interface, Standard
         // Webhooks signatures, retry classification for the route's delivery policy.
         .target(name: "MeshWebhook", dependencies: [
-            "MeshCore", "MeshRouting", "CCurl", "CCurlShims",
+            "MeshCore", "MeshRouting", "CCurl", "CCurlShims", "CMeshSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The benchmark harness shared by every load generator (counters, HDR latency, the JSON a run

@@ -19,7 +19,6 @@
     STUB(const char *, curl_easy_strerror, (CURLcode a0), (a0)) \
     STUB(CURLcode, curl_global_init, (long flags), (flags)) \
     STUB(CURLMcode, curl_multi_add_handle, (CURLM *multi_handle, CURL *curl_handle), (multi_handle, curl_handle)) \
-    STUB(CURLMcode, curl_multi_assign, (CURLM *multi_handle, curl_socket_t sockfd, void *sockp), (multi_handle, sockfd, sockp)) \
     STUB(CURLMcode, curl_multi_cleanup, (CURLM *multi_handle), (multi_handle)) \
     STUB(CURLMsg *, curl_multi_info_read, (CURLM *multi_handle, int *msgs_in_queue), (multi_handle, msgs_in_queue)) \
     STUB(CURLM *, curl_multi_init, (void), ()) \

@@ -1,5 +1,6 @@
 import CCurl
 import CCurlShims
+import CMeshSupport
 import Foundation
 import Synchronization
 
@@ -78,7 +79,9 @@ final class CurlLoop: Sendable {
     /// threads do not all land on the first thread.
     private let nextShare = Atomic<Int>(0)
 
-    init(name: String = "meshgate-webhook", threads: Int = 1) {
+    /// `name`: the threads' name, with `-0`, `-1`… after it when there are several; the kernel
+    /// (`top -H`, /proc) keeps its first 15 bytes.
+    init(name: String = "mg-webhook", threads: Int = 1) {
         let count = max(1, threads)
         self.threads = (0..<count).map { CurlThread(name: count > 1 ? "\(name)-\($0)" : name, index: $0) }
     }
@@ -195,7 +198,10 @@ final class CurlThread: Sendable {
         guard let events = mesh_curl_events_create(multi) else { fatalError("cannot create the webhook thread's epoll and eventfd descriptors") }
         self.events = events
         let m = UnsafeSendable(multi)
-        let thread = Thread { [self] in run(m.value) }
+        let thread = Thread { [self] in
+            mesh_name_thread(name)
+            run(m.value)
+        }
         thread.name = name
         thread.start()
     }
@@ -270,6 +276,11 @@ final class CurlThread: Sendable {
                 let key = t.request.target
                 let reused = idle[key]?.popLast()
                 let easy = reused ?? curl_easy_init()!
+                if reused == nil, mesh_curl_events_attach(events, easy) != CURLE_OK {
+                    curl_easy_cleanup(easy)
+                    end(t, .failed(code: Int(CURLE_FAILED_INIT.rawValue), message: "cannot set up a transfer", refused: false))
+                    continue
+                }
                 if let failure = t.configure(easy, fresh: reused == nil) {
                     curl_easy_cleanup(easy)
                     end(t, failure)

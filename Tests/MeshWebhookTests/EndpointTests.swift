@@ -319,6 +319,56 @@ import Testing
         }
     }
 
+    /// A connection stays in the curl thread's epoll set while it sits idle between transfers.
+    /// When the receiver closes one there, the end-of-stream event comes for a socket curl does not
+    /// watch: the thread takes it out of the set (else it would wake for it again and again), and
+    /// the next transfer goes on a new connection, often on the same descriptor number.
+    @Test func idleConnectionsClosedByTheReceiverAreReplacedWithoutSpinning() async throws {
+        let receiver = try TestReceiver { _ in .respondThenClose(status: 200, after: .milliseconds(20)) }
+        defer { receiver.stop() }
+        let name = "wh-idle-test"
+        let ownLoop = CurlLoop(name: name)
+        let hook = try endpoint(#"{type: webhook, url: "\#(receiver.url)", concurrency: 2}"#, loop: ownLoop)
+        for round in 0..<15 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<2 { group.addTask { try await hook.deliver(event("idle\(round)-\(i)")) } }
+                try await group.waitForAll()
+            }
+            try await Task.sleep(for: .milliseconds(50))  // closed by the receiver while idle
+        }
+        #expect(receiver.delivered.count == 30)
+        #expect(receiver.connectionCount >= 15, "\(receiver.connectionCount) connections")
+        // `Connection: close`: curl closes each connection itself, through the loop's close hook,
+        // while the socket is still registered; the next socket often gets the same number.
+        receiver.setScript { _ in .respond(status: 200, headers: ["Connection": "close"]) }
+        let opened = receiver.connectionCount
+        for i in 0..<20 { try await hook.deliver(event("closing\(i)")) }
+        #expect(receiver.delivered.count == 50)
+        #expect(receiver.connectionCount - opened >= 19, "\(receiver.connectionCount - opened) connections for 20 requests")
+        // Closed connections wait in curl's cache; the thread sleeps through them.
+        let before = try #require(Self.cpuTicks(ofThreadNamed: name))
+        try await Task.sleep(for: .milliseconds(500))
+        let after = try #require(Self.cpuTicks(ofThreadNamed: name))
+        #expect(after - before < 10, "the curl thread used \(after - before) ticks of CPU in 500 ms with nothing to do")
+        await ownLoop.shutdown()
+    }
+
+    /// User plus system CPU ticks of this process's thread called `name`.
+    static func cpuTicks(ofThreadNamed name: String) -> Int? {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return nil }
+        for tid in tasks {
+            guard let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                  let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+            return user + system
+        }
+        return nil
+    }
+
     /// The header list goes to curl as one block (nodes, then the NUL-terminated lines): every
     /// line arrives whole and in place, whatever the number and lengths of the lines.
     @Test func everyHeaderLineArrivesWhole() async throws {

@@ -27,6 +27,9 @@ final class TestReceiver: @unchecked Sendable {
         case hang(Duration)
         /// Read the request, then close without answering.
         case drop
+        /// Answer (keep-alive, as far as the client can tell), then close the connection after
+        /// this long: the client finds out while the connection sits idle in its cache.
+        case respondThenClose(status: Int, after: Duration)
     }
 
     typealias Script = @Sendable (Request) -> Action
@@ -147,6 +150,11 @@ final class TestReceiver: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
                 return
             case .drop:
+                return
+            case .respondThenClose(let status, let after):
+                if (200..<300).contains(status), let id = request.ceID { acceptedIDs.withLock { _ = $0.insert(id) } }
+                guard writeAll(fd, Array("HTTP/1.1 \(status) X\r\nContent-Length: 0\r\n\r\n".utf8)) else { return }
+                Thread.sleep(forTimeInterval: Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18)
                 return
             }
         }

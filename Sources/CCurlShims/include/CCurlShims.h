@@ -43,6 +43,9 @@ typedef struct mesh_curl_events mesh_curl_events;
 
 /// Installs the socket and timer callbacks on `multi`. NULL when epoll or eventfd fail.
 mesh_curl_events *mesh_curl_events_create(CURLM *multi);
+/// Makes curl close the sockets of `easy`'s connections through the loop, which forgets their
+/// registration first (see curl_events.c). Call once per easy handle of the loop's multi handle.
+CURLcode mesh_curl_events_attach(mesh_curl_events *events, CURL *easy);
 /// Closes the epoll and eventfd descriptors. Clean up the multi handle first.
 void mesh_curl_events_destroy(mesh_curl_events *events);
 /// Interrupts a wait in `mesh_curl_events_run` (or makes the next one return at once). Any thread.

@@ -20,6 +20,9 @@ int mesh_start_writeback(int fd, int64_t offset, int64_t len);
 /// misses overlap instead of following one another.
 static inline void mesh_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
 
+/// Names the calling thread for the kernel (`top -H`, /proc/.../comm): the first 15 bytes.
+void mesh_name_thread(const char *name);
+
 /// A function a library is opened for: its name and where its address goes.
 typedef struct {
     const char *name;
