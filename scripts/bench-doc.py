@@ -383,7 +383,8 @@ if wh:
     section("Webhook connector", "webhook egress", intro=[
         f"`meshgate bench webhook`: a keep-alive HTTP receiver as a child process; wrk -t1 -c{int(wh['connections'])} "
         "POSTing a request of the connector's shape is the ceiling; the connector is driven directly "
-        f"(concurrency {int(wh['connections'])}), through a whole route (log → engine → webhook), and in batch mode. "
+        f"(concurrency {int(wh['connections'])}, {int(wh.get('curl_threads', 1))} libcurl threads), through a whole route "
+        "(log → engine → webhook), and in batch mode; the throughput figures are means of two rounds. "
         f"The latency scenario runs an open loop at {int(wh['latency_rate']):,} events/s and subtracts a blocking "
         f"client's round trip to the same receiver: connector p50 {n(wh['latency_p50_us'])} µs, p99 "
         f"{n(wh['latency_p99_us'])} µs; added p50 {n(wh['added_p50_us'])} µs."])

@@ -769,19 +769,29 @@ class Suite:
             self.figure(f"ceiling.raw-write.s{size}", "ceilings", f"raw sequential write + fdatasync ({size} B run)", "MB/s", mbps)
 
     def scenario_webhook(self):
-        out = self.scratch("webhook.json")
-        argv = [MESHGATE, "bench", "webhook", "--dir", self.scratch("webhook"), "--json", out]
-        if self.quick:
-            argv += ["--quick", "--route-events", "20000"]
-        log("webhook: meshgate bench webhook")
-        run(argv, 900, "meshgate bench webhook")
-        r = read_json(out)
+        # Single runs of the connector have ranged from 0.43 to 0.51 of wrk within minutes: two
+        # rounds, and the mean of each throughput figure (the latency figures are the first round's).
+        runs = []
+        for round_ in (1, 2):
+            out = self.scratch(f"webhook-{round_}.json")
+            argv = [MESHGATE, "bench", "webhook", "--dir", self.scratch(f"webhook-{round_}"), "--json", out]
+            if self.quick:
+                argv += ["--quick", "--route-events", "20000"]
+            log(f"webhook: meshgate bench webhook, round {round_}")
+            run(argv, 900, "meshgate bench webhook")
+            runs.append(read_json(out))
+        r = dict(runs[0])
+        for k, v in runs[0].items():
+            if k.endswith("_per_s") and isinstance(v, (int, float)):
+                r[k] = (v + runs[1][k]) / 2
+        r["rounds"] = runs
         self.raw["webhook"] = r
-        self.figure("webhook.connector-vs-wrk", "webhook egress", "webhook connector, one event a request, vs wrk on the same receiver",
+        threads = int(r.get("curl_threads", 1))
+        self.figure("webhook.connector-vs-wrk", "webhook egress", f"webhook connector, one event a request ({threads} libcurl threads), vs wrk on the same receiver, means of two rounds",
                     "events/s", r["connector_per_s"], peer="wrk", peer_value=r["wrk_per_s"], target=("ratio_min", 0.5))
-        self.figure("webhook.route-vs-wrk", "webhook egress", "route log → engine → webhook vs wrk", "events/s",
+        self.figure("webhook.route-vs-wrk", "webhook egress", "route log → engine → webhook vs wrk, means of two rounds", "events/s",
                     r["route_per_s"], peer="wrk", peer_value=r["wrk_per_s"])
-        self.figure("webhook.batch-vs-wrk", "webhook egress", "webhook connector, batch mode (≤ 100 events a request), vs wrk",
+        self.figure("webhook.batch-vs-wrk", "webhook egress", "webhook connector, batch mode (≤ 100 events a request), vs wrk, means of two rounds",
                     "events/s", r["batch_per_s"], peer="wrk", peer_value=r["wrk_per_s"])
         self.figure("webhook.added-p99", "webhook egress", f"p99 latency the connector adds at {int(r['latency_rate']):,} events/s",
                     "µs", r["added_p99_us"], better="lower", target=("value_max", 2000))

@@ -72,7 +72,7 @@ struct BenchWebhook: AsyncParsableCommand {
                 "wrk_per_s": wrk, "connector_per_s": direct, "route_per_s": route, "batch_per_s": batched,
                 "latency_rate": Double(rate), "latency_p50_us": Double(latencyPercentiles[0]), "latency_p99_us": Double(latencyPercentiles[2]),
                 "added_p50_us": Double(added[0]), "added_p99_us": Double(added[2]), "latency_errors": Double(latency.errors),
-                "connections": Double(connections),
+                "connections": Double(connections), "curl_threads": Double(curlThreads),
             ]
             try JSONSerialization.data(withJSONObject: figures.mapValues { $0.isFinite ? $0 : 0 }, options: [.sortedKeys])
                 .write(to: URL(fileURLWithPath: json))
