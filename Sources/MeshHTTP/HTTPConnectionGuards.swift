@@ -43,7 +43,9 @@ extension ServerCore {
         // Without NIO's outbound header validator: every response header is written here, from
         // constants, numbers and text made header-safe (`Problem.headerSafe`), so checking each
         // one again on every response is cost without a use.
-        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false,
+        // Without NIO's pipelining handler either: `HTTPConnectionHandler` keeps pipelined requests
+        // in order itself, and a refused connection answers one request and closes.
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
                                              withOutboundHeaderValidation: false)
         if let refusal {
             try sync.addHandler(HTTPExchangeTracker(deadlines: deadlines, stats: settings.limiter.stats))
@@ -123,13 +125,14 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 
-    /// Keeps the socket readable while a request is being answered. NIO's pipelining handler holds
-    /// back reads until the response ends, and NIO then takes the socket out of the poller's read
-    /// set and puts it back once the answer is written: two `epoll_ctl` calls for every request
-    /// answered later (a publish waits for the log). Asking for the next read here leaves the read
-    /// interest in place. What arrives meanwhile waits in the pipelining handler, as pipelined
-    /// requests always do; past `readAheadBytes` unanswered bytes the holding back applies again,
-    /// so a client that pipelines without reading answers still costs at most that much.
+    /// Keeps the socket readable while a request is being answered. The API handler holds back
+    /// reads while pipelined requests wait for an answer, and NIO then takes the socket out of the
+    /// poller's read set and puts it back once the answer is written: two `epoll_ctl` calls for
+    /// every request answered later (a publish waits for the log). Asking for the next read here
+    /// leaves the read interest in place. What arrives meanwhile waits in the API handler, as
+    /// pipelined requests always do; past `readAheadBytes` unanswered bytes the holding back
+    /// applies again, so a client that pipelines without reading answers costs at most about that
+    /// much more.
     func channelReadComplete(context: ChannelHandlerContext) {
         context.fireChannelReadComplete()
         if phase != .closed && unanswered < Self.readAheadBytes && context.channel.isActive {
@@ -188,9 +191,9 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Behind the HTTP codec and its pipelining handler (so it sees one request at a time): tells
-/// `HTTPDeadlines` where each request and response ends, and counts 431 answers. Only the refusing
-/// handler needs it: `HTTPConnectionHandler` does the same itself.
+/// Behind the HTTP codec: tells `HTTPDeadlines` where each request and response ends, and counts
+/// 431 answers. Only the refusing handler needs it (it answers one request and closes):
+/// `HTTPConnectionHandler` does the same itself.
 final class HTTPExchangeTracker: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart

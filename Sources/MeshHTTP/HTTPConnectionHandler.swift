@@ -5,13 +5,23 @@ import MeshNet
 import NIOCore
 import NIOHTTP1
 
-/// One connection's requests. `HTTPServerPipelineHandler` in front hands over one request at a
-/// time (pipelined requests wait there), so this handler has at most one request in progress.
-/// Everything here runs on the connection's event loop; broker completions and reads in tasks
-/// come back to it through `respondLater`.
-final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// One connection's requests, one at a time. A pipelined request that arrives while an earlier
+/// one is being answered waits in `pending` (with the rest of the input after it, in order), and
+/// the socket is not read again until every waiting request has been taken up, so a client that
+/// pipelines without reading answers costs a bounded amount. This replaces NIO's
+/// `HTTPServerPipelineHandler`, which did the same one pipeline hop further out for every part of
+/// every request and response (docs/architecture.md). Everything here runs on the connection's
+/// event loop; broker completions and reads in tasks come back to it through `respondLater`.
+final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
+
+    /// Input that came after a request still being answered.
+    private enum Pending {
+        case part(HTTPServerRequestPart)
+        case malformed(HTTPParserError)
+    }
 
     private enum State {
         case idle
@@ -34,6 +44,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// The CloudEvents mode of the publish in progress, found once from its head.
     private var publishMode = CloudEventsHTTP.Mode.plain
     private var keepAlive = true
+    private var pending = CircularBuffer<Pending>()
+    /// A read asked for while requests were pending: issued once they have all been taken up.
+    private var readHeld = false
+    /// `takeUpPending` is running (an answer given synchronously inside it must not recurse).
+    private var takingUp = false
 
     /// Told where each request and response ends (the request and idle deadlines).
     private let deadlines: HTTPDeadlines?
@@ -51,7 +66,56 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !pending.isEmpty { pending.append(.part(part)); return }
+        if case .head = part, !isIdle { pending.append(.part(part)); return }
+        handle(part, context: context)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pending.isEmpty { context.read() } else { readHeld = true }
+    }
+
+    private var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
+    }
+
+    /// Whether the state is one in which the next request (or a malformed one) may be taken up.
+    private var readyForNext: Bool {
+        switch state {
+        case .idle: true
+        case .collecting, .discarding: true  // only for the parts of the request in progress
+        case .waiting, .streaming, .closed: false
+        }
+    }
+
+    /// Takes up the input that waited, in order, while the connection is free for it; then lets
+    /// the socket be read again once nothing waits.
+    private func takeUpPending(context: ChannelHandlerContext) {
+        guard !takingUp else { return }
+        takingUp = true
+        defer { takingUp = false }
+        while let next = pending.first {
+            switch next {
+            case .part(.head): if !isIdle { return }
+            case .part: if !readyForNext { return }
+            case .malformed: if !readyForNext { return }
+            }
+            pending.removeFirst()
+            switch next {
+            case .part(let part): handle(part, context: context)
+            case .malformed(let error): answerMalformed(error, context: context)
+            }
+        }
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             deadlines?.requestHeadArrived()
             receiveHead(head, context: context)
@@ -84,6 +148,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 respond(context: context, problem: answer)
             case .discarding(nil):
                 state = keepAlive ? .idle : .closed
+                if keepAlive { takeUpPending(context: context) }
             default:
                 break
             }
@@ -141,11 +206,25 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         // close, since the byte stream can no longer be trusted. Any other error (a reset, a TLS
         // failure) leaves no one to answer, and NIO's pipeline handler only admits a response
         // after a parser error or a request: close.
-        keepAlive = false
         guard let parserError = error as? HTTPParserError else {
+            keepAlive = false
             context.close(promise: nil)
             return
         }
+        switch state {
+        case .streaming, .closed:
+            keepAlive = false
+            context.close(promise: nil)
+        case .waiting:
+            // Answered after the request before it, like any pipelined input.
+            pending.append(.malformed(parserError))
+        case .idle, .collecting, .discarding:
+            if pending.isEmpty { answerMalformed(parserError, context: context) } else { pending.append(.malformed(parserError)) }
+        }
+    }
+
+    private func answerMalformed(_ parserError: HTTPParserError, context: ChannelHandlerContext) {
+        keepAlive = false
         switch state {
         case .idle, .collecting, .discarding:
             state = .discarding(answer: nil)
@@ -412,15 +491,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         var buffer = context.channel.allocator.buffer(capacity: body.count)
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        // Before the end is written: the pipelining handler hands over the next buffered request
-        // from inside that write, and that request must find the connection idle.
         deadlines?.responseEnded()
         if keepAlive {
-            // The state changes before the end is written: the pipelining handler delivers the
-            // next buffered request from inside that write. A request answered before its end was
-            // read keeps discarding until its end.
+            // A request answered before its end was read keeps discarding until its end; otherwise
+            // the next pending request, if any, is taken up once the end is written.
             if case .discarding = state {} else { state = .idle }
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            if !pending.isEmpty { takeUpPending(context: context) }
         } else {
             state = .closed
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in

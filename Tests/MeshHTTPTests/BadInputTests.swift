@@ -134,6 +134,30 @@ import Testing
         #expect(out.range(of: #"{"status":"ok"}"#, range: notFound.upperBound..<out.endIndex) != nil)
     }
 
+    /// Pipelined input is taken up in order after each answer, malformed input included: requests
+    /// answered at once (404, healthz) behind a publish that waits for the log, a request whose
+    /// body is sent in the same write, and a malformed request last, answered 400 after all of them.
+    @Test func pipelinedInputAfterAWaitingPublishIsAnsweredInOrderUpToAMalformedRequest() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        var wire = "POST /v1/publish/pipe2 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none"
+        wire += "GET /v1/nope HTTP/1.1\r\nhost: x\r\n\r\n"
+        wire += "POST /v1/publish/pipe2 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\ntwo"
+        wire += "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+        wire += "NOT HTTP AT ALL\r\n\r\n"
+        let out = try await rawExchange(port: gw.port, Array(wire.utf8)) { $0.contains("http.malformed") }
+        let marks = [#""topic":"pipe2","partition":0,"offset":0}"#, "HTTP/1.1 404", #""topic":"pipe2","partition":0,"offset":1}"#,
+                     #"{"status":"ok"}"#, "HTTP/1.1 400"]
+        var at = out.startIndex
+        for mark in marks {
+            let r = try #require(out.range(of: mark, range: at..<out.endIndex), "\(mark) in order in \(out)")
+            at = r.upperBound
+        }
+        // The connection's bytes can no longer be trusted: closed after the 400, and the server serves on.
+        #expect(out.contains("connection: close"))
+        #expect(try await gw.get("/healthz").status == 200)
+    }
+
     @Test func adminEndpoints() async throws {
         let gw = try await TestGateway()
         defer { Task { try await gw.stop() } }

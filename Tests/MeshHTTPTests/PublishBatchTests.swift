@@ -114,3 +114,48 @@ extension PublishBatchTests {
         #expect(answers[count].body == #"{"status":"ok"}"#)
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension PublishBatchTests {
+    /// While a request waits for its answer (a long-poll fetch here), pipelined requests behind it
+    /// are held and the listener stops reading, so a client cannot make it buffer more than about
+    /// a read's worth of requests. The client below can write only as much as the two sockets'
+    /// buffers hold before its writes stop; a listener that went on reading would take all 64 MiB.
+    /// (With `HTTPConnectionHandler`'s own hold on reads taken out, this still passes: the reading
+    /// also stops further down the pipeline. The test pins the behaviour, whichever part gives it.)
+    @Test func pipelinedRequestsBehindAWaitingOneStopTheReading() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        #expect(try await gw.post("/v1/publish/hold/t", "first").status == 200)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var small: Int32 = 64 << 10
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(gw.port).bigEndian
+        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(connected == 0)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        // Offset 1 does not exist yet: the fetch waits 3 s for it.
+        let wire = Array("GET /v1/fetch/hold/t?offset=1&wait_ms=3000 HTTP/1.1\r\nhost: x\r\n\r\n".utf8)
+        let filler = Array(String(repeating: "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n", count: 2048).utf8)
+        var written = 0
+        _ = wire.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let total = 64 << 20
+        let until = ContinuousClock.now + .milliseconds(1500)
+        while written < total, ContinuousClock.now < until {
+            let n = filler.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { written += n } else { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(written < 32 << 20, "the listener read \(written >> 20) MiB of requests queued behind a waiting one")
+        #expect(written > 0)
+        // The listener serves on.
+        #expect(try await gw.get("/healthz").status == 200)
+    }
+}
