@@ -4,8 +4,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// The machine's HTTP ceiling: a bare SwiftNIO HTTP/1.1 server that answers 200 to everything, with
-/// the same pipeline the gateway uses (`configureHTTPServerPipeline`) and nothing else.
+/// The machine's HTTP ceiling: a bare SwiftNIO HTTP/1.1 server that answers 200 to everything, on
+/// NIO's standard server pipeline (`configureHTTPServerPipeline()` with its defaults: codec,
+/// pipelining handler, error handler) and nothing else. The gateway's own pipeline differs: no
+/// pipelining handler (its API handler keeps pipelined requests in order), the deadlines handler.
 /// `scripts/bench-http.sh` compares the gateway's publish path against it. Hidden: a benchmark tool.
 struct BareHTTP: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bare-http", abstract: "Bare SwiftNIO HTTP server answering 200 (benchmark ceiling).", shouldDisplay: false)
