@@ -202,10 +202,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A malformed request (the decoder's errors): answer it if nothing is being answered, and
-        // close, since the byte stream can no longer be trusted. Any other error (a reset, a TLS
-        // failure) leaves no one to answer, and NIO's pipeline handler only admits a response
-        // after a parser error or a request: close.
+        // A malformed request (the decoder's errors): answered 400 after the answers to the
+        // requests before it, then the connection closes, since the byte stream can no longer be
+        // trusted. Any other error (a reset, a TLS failure) leaves no one to answer: close.
         guard let parserError = error as? HTTPParserError else {
             keepAlive = false
             context.close(promise: nil)
