@@ -112,7 +112,7 @@ let package = Package(
         ], linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
 
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
-        .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore"], path: "Tests/Support"),
+        .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore", "CMeshSupport"], path: "Tests/Support"),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshAuthTests", dependencies: ["MeshAuth", "MeshCore", .product(name: "JWTKit", package: "jwt-kit")]),
         .testTarget(name: "MeshBenchTests", dependencies: ["MeshBench", "MeshTestSupport"]),

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import MeshBroker
 import MeshGateway
@@ -238,6 +239,11 @@ struct UncheckedBox<T>: @unchecked Sendable {
 // MARK: Raw bytes
 
 /// Sends raw bytes and collects what comes back until the server closes or `timeout` passes.
+/// What `rawExchange` has read so far, for its timeout message.
+private final class ReceivedText: Sendable {
+    let text = Mutex("")
+}
+
 func rawExchange(port: Int, _ request: [UInt8], timeout: Duration = .seconds(5), until: @escaping @Sendable (String) -> Bool = { _ in false }) async throws -> String {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .channelOption(.allowRemoteHalfClosure, value: true)
@@ -250,12 +256,14 @@ func rawExchange(port: Int, _ request: [UInt8], timeout: Duration = .seconds(5),
         // A server may answer and close before reading the whole request (an early 413): the
         // write then fails, and what the server sent is still read below.
         try? await outbound.write(ByteBuffer(bytes: request))
+        let received = ReceivedText()
         return try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
                 var text = ""
                 do {
                     for try await chunk in inbound {
                         text += String(buffer: chunk)
+                        received.text.withLock { $0 = text }
                         if until(text) { break }
                     }
                 } catch where !text.isEmpty {
@@ -266,7 +274,8 @@ func rawExchange(port: Int, _ request: [UInt8], timeout: Duration = .seconds(5),
             group.addTask { try await Task.sleep(for: timeout); return nil }
             let first = try await group.next()!
             group.cancelAll()
-            return first ?? "<timeout>"
+            // On a timeout, what had arrived by then (an answer without the close, say).
+            return first ?? "<timeout> after: " + received.text.withLock { $0 }
         }
     }
     return collected

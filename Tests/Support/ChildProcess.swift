@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CMeshSupport
 import Foundation
 import Synchronization
 
@@ -50,6 +51,11 @@ public final class ChildProcess: Sendable {
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
         for fd in [outPipe[0], outPipe[1], inPipe[0], inPipe[1]] { posix_spawn_file_actions_addclose(&actions, fd) }
+        // Nothing else of the test process goes to the child: NIO's accepted sockets are not
+        // close-on-exec, and a child holding a copy of one keeps the connection open after the
+        // in-process server closed it (its client then waits for an end of stream that comes only
+        // when the child exits).
+        mesh_spawn_close_from(&actions, 3)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]

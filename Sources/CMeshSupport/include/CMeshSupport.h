@@ -1,6 +1,7 @@
 #ifndef CMESHSUPPORT_H
 #define CMESHSUPPORT_H
 
+#include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,10 @@ int mesh_start_writeback(int fd, int64_t offset, int64_t len);
 /// it: a batch of lookups that land anywhere in a large table issues these first, so their cache
 /// misses overlap instead of following one another.
 static inline void mesh_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
+/// Adds "close every descriptor from `lowest` up" to a child's spawn actions, so that it inherits
+/// nothing it was not given (glibc 2.34+). 0 on success, an errno value otherwise.
+int mesh_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 
 /// Names the calling thread for the kernel (`top -H`, /proc/.../comm): the first 15 bytes.
 void mesh_name_thread(const char *name);
