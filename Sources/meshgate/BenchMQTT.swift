@@ -20,6 +20,7 @@ struct BenchMQTT: AsyncParsableCommand {
     @Option(help: "MQTT protocol of the connector: 5 or 3.1.1.") var `protocol` = "5"
     @Option(help: "Durability of the log topics: always (fsync before the PUBACK), interval or none.") var fsync = "always"
     @Option(help: "Egress deliveries in flight (the route's in_flight, used when a batch is delivered one event at a time).") var inFlight = 256
+    @Option(help: "Egress read batch (the route's buffer).") var buffer = 4096
     @Option(help: "The connector's publish_inflight (egress window); default: the connector's default.") var publishInflight: Int?
     @Option(help: "Scratch directory (deleted afterwards).") var dir = "./.bench-mqtt"
     @Option(help: "Also write the figures as JSON to this file.") var json: String?
@@ -111,7 +112,7 @@ struct BenchMQTT: AsyncParsableCommand {
         let (pubAloneCount, pubAloneRate) = try await timeToReceive(out, from: 0, pubStart)
         pubFlood.stop()
         let base = out.count
-        let egress = try RouteLoader.load(sources: [("bench.yaml", "version: 1\n\(connector)routes:\n  - {name: out, from: \"egress/src\", to: [{connector: edge, topic: \"egress/out\", ordering: none, in_flight: \(inFlight), buffer: 4096, start: earliest}]}\n")])
+        let egress = try RouteLoader.load(sources: [("bench.yaml", "version: 1\n\(connector)routes:\n  - {name: out, from: \"egress/src\", to: [{connector: edge, topic: \"egress/out\", ordering: none, in_flight: \(inFlight), buffer: \(buffer), start: earliest}]}\n")])
         await mqtt.apply(egress)
         let egressStart = Date()
         await engine.apply(egress)

@@ -112,6 +112,37 @@ final class Gateway: @unchecked Sendable {
         await gw.stop()
     }
 
+    /// Egress batches do not end waiting for the kernel's delayed-ACK timer. mosquitto leaves Nagle
+    /// on by default (`set_tcp_nodelay false`), so it holds the PUBACK of a batch's last publish until
+    /// its previous packet is acknowledged; the connector acknowledges what it reads at once
+    /// (TCP_QUICKACK). Without that, each batch ended with a stall of about 40 ms: the 50 batches of
+    /// 10 below took 2.2 s; with it about 0.1 s. The bound is generous
+    /// against a loaded machine and still well under what 50 stalls cost.
+    @Test func egressBatchesDoNotWaitForTheBrokersDelayedAcknowledgement() async throws {
+        let dir = Scratch()
+        let broker = try Mosquitto(dir: dir.path + "/broker")
+        try broker.start()
+        let gw = try await Gateway(dir: dir, routes: """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(broker.port)", client_id: gw-quickack}
+            routes:
+              - name: out
+                from: "quick/src"
+                to: [{connector: edge, topic: "quick/out", buffer: 10}]
+            """)
+        #expect(await gw.waitConnected("edge"))
+        let topic = try gw.log.createTopic(Topic("quick/src"), config: TopicConfig(partitions: 1, durability: .none))
+        let batch = (0..<500).map { i in EventCodec.encode(Event(topic: topic.topic, id: "q\(i)", source: "test", type: "t", data: Array("\(i)".utf8))) }
+        let started = ContinuousClock.now
+        _ = try await topic.partitions[0].append(batch: batch)
+        func delivered() -> Int { gw.manager.engine.status.first { $0.route == "out" }?.counters.delivered ?? 0 }
+        #expect(await eventually(20) { delivered() == 500 })
+        let took = ContinuousClock.now - started
+        #expect(took < .milliseconds(1500), "50 batches of 10 took \(took)")
+        await gw.stop()
+    }
+
     /// A broker that wants a password: a wrong one gives a clear error and a slowing retry, never a
     /// crash or a hot loop; the right one connects.
     @Test func wrongCredentialsGiveAClearErrorNotACrashLoop() async throws {
