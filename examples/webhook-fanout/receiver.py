@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--log", help="append the JSON lines to this file instead of stdout")
     ap.add_argument("--status", type=int, default=204, help="status of a successful answer")
     ap.add_argument("--fail-every", type=int, default=0, help="answer every Nth request with 503")
+    ap.add_argument("--body", default="", help="body of a successful answer (written after the headers, as most handlers do)")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--client-ca", help="require client certificates signed by this CA")
@@ -93,8 +94,11 @@ def main():
             self.send_response(record["status"])
             if failing:
                 self.send_header("Retry-After", "1")
-            self.send_header("Content-Length", "0")
+            body = b"" if failing else args.body.encode()
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if body:
+                self.wfile.write(body)
 
         def log_message(self, *a):
             pass
