@@ -7,13 +7,9 @@ import MeshNet
 import MeshTestSupport
 import Synchronization
 
-/// A free loopback port, chosen by binding port 0 and closing (sites restart on the same port,
-/// and route files name their peers' ports before those peers start).
-func freePort() -> Int {
-    let (fd, port) = try! listenOnLoopback()
-    close(fd)
-    return port
-}
+/// A free loopback port, known before the site starts (sites restart on the same port, and route
+/// files name their peers' ports before those peers start): `reservablePort`.
+func freePort() -> Int { reservablePort() }
 
 /// One `meshgate serve` child: a site with its own data and routes directories.
 final class Site: @unchecked Sendable {
