@@ -508,22 +508,28 @@ class Suite:
         self.figure("connections.rss", "connections", f"meshgate RSS holding {idle_count + slow_count:,} connections", "MiB",
                     rss_loaded, better="lower")
 
-    def scenario_mqtt(self):
-        messages = 30000 if self.quick else 100000
-        # Each run takes seconds, and single runs here have ranged from 0.77 to 1.10 of the peer: two
-        # rounds, and the mean of each figure.
+    def two_rounds(self, name, what, timeout, tool, argv):
+        """Runs a bench tool twice (`argv(scratch_dir, json_out)`) and returns its first round's JSON
+        with every `…_per_s` figure the mean of the two rounds, and both rounds under "rounds"."""
         runs = []
         for round_ in (1, 2):
-            out = self.scratch(f"mqtt-{round_}.json")
-            log(f"mqtt: {messages} messages through mosquitto, round {round_}")
-            run([MESHGATE, "bench", "mqtt", "--messages", str(messages), "--dir", self.scratch(f"mqtt-{round_}"), "--json", out],
-                600, "meshgate bench mqtt")
+            out = self.scratch(f"{name}-{round_}.json")
+            log(f"{name}: {what}, round {round_}")
+            run(argv(self.scratch(f"{name}-{round_}"), out), timeout, tool)
             runs.append(read_json(out))
         r = dict(runs[0])
         for k, v in runs[0].items():
             if k.endswith("_per_s") and isinstance(v, (int, float)):
                 r[k] = (v + runs[1][k]) / 2
         r["rounds"] = runs
+        return r
+
+    def scenario_mqtt(self):
+        messages = 30000 if self.quick else 100000
+        # Each run takes seconds, and single runs here have ranged from 0.77 to 1.10 of the peer: two
+        # rounds, and the mean of each figure.
+        r = self.two_rounds("mqtt", f"{messages} messages through mosquitto", 600, "meshgate bench mqtt",
+                            lambda scratch, out: [MESHGATE, "bench", "mqtt", "--messages", str(messages), "--dir", scratch, "--json", out])
         self.raw["mqtt"] = r
         self.figure("mqtt.ingress-vs-mosquitto-sub", "MQTT",
                     "MQTT ingress, QoS 1 flood → log (`fsync: always` before each PUBACK) vs mosquitto_sub on the same flood, means of two rounds",
@@ -771,20 +777,9 @@ class Suite:
     def scenario_webhook(self):
         # Single runs of the connector have ranged from 0.43 to 0.51 of wrk within minutes: two
         # rounds, and the mean of each throughput figure (the latency figures are the first round's).
-        runs = []
-        for round_ in (1, 2):
-            out = self.scratch(f"webhook-{round_}.json")
-            argv = [MESHGATE, "bench", "webhook", "--dir", self.scratch(f"webhook-{round_}"), "--json", out]
-            if self.quick:
-                argv += ["--quick", "--route-events", "20000"]
-            log(f"webhook: meshgate bench webhook, round {round_}")
-            run(argv, 900, "meshgate bench webhook")
-            runs.append(read_json(out))
-        r = dict(runs[0])
-        for k, v in runs[0].items():
-            if k.endswith("_per_s") and isinstance(v, (int, float)):
-                r[k] = (v + runs[1][k]) / 2
-        r["rounds"] = runs
+        quick = ["--quick", "--route-events", "20000"] if self.quick else []
+        r = self.two_rounds("webhook", "meshgate bench webhook", 900, "meshgate bench webhook",
+                            lambda scratch, out: [MESHGATE, "bench", "webhook", "--dir", scratch, "--json", out] + quick)
         self.raw["webhook"] = r
         threads = int(r.get("curl_threads", 1))
         self.figure("webhook.connector-vs-wrk", "webhook egress", f"webhook connector, one event a request ({threads} libcurl threads), vs wrk on the same receiver, means of two rounds",
