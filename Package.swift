@@ -69,7 +69,7 @@ let package = Package(
         // Forwarding stubs that open libmosquitto on first use (see docs/connectors.md).
         .target(name: "CMosquittoLoader", dependencies: ["CMosquitto", "CMeshSupport"]),
         // The MQTT connector: ingress subscriptions into the log, egress destinations, status.
-        .target(name: "MeshMQTT", dependencies: ["CMosquitto", "CMosquittoLoader", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
+        .target(name: "MeshMQTT", dependencies: ["CMeshSupport", "CMosquitto", "CMosquittoLoader", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", logging]),
         // The site bridge (`type: meshgate` connectors): forwarding to remote sites over the TCP
         // protocol, and the receiving side's loop check and durable dedupe window.
         .target(name: "MeshBridge", dependencies: ["CMeshSupport", "MeshCore", "MeshLog", "MeshBroker", "MeshRouting", "MeshWire", "MeshTCP", "MeshClient", "MeshNet", logging]),

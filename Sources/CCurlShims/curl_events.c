@@ -17,9 +17,8 @@
 
 #include "CCurlShims.h"
 
+#include <CMeshSupport.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,15 +186,9 @@ int mesh_curl_events_run(mesh_curl_events *ev, int max_wait_ms) {
         }
         uint32_t e = events[i].events;
         int flags = 0;
-        // Acknowledge what arrived at once, not with the delayed-ACK timer (40 ms): a receiver that
-        // leaves Nagle on and writes its answer in two parts (headers, then body, as Python's
-        // http.server does) holds the second part until the first is acknowledged, and curl has
-        // nothing to send that would carry the ACK sooner. The kernel leaves quick-ack mode on its
-        // own, so it is set on every read event.
-        if (e & EPOLLIN) {
-            int on = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
-        }
+        // A receiver that leaves Nagle on and writes its answer in two parts (headers, then body, as
+        // Python's http.server does) holds the second part until the first is acknowledged.
+        if (e & EPOLLIN) mesh_acknowledge_now(fd);
         if (e & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) flags |= CURL_CSELECT_IN;
         if (e & EPOLLOUT) flags |= CURL_CSELECT_OUT;
         if (e & EPOLLERR) flags |= CURL_CSELECT_ERR;

@@ -99,8 +99,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         while let next = pending.first {
             switch next {
             case .part(.head): if !isIdle { return }
-            case .part: if !readyForNext { return }
-            case .malformed: if !readyForNext { return }
+            case .part, .malformed: if !readyForNext { return }
             }
             pending.removeFirst()
             switch next {

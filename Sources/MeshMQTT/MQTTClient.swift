@@ -1,3 +1,4 @@
+import CMeshSupport
 import CMosquitto
 import CMosquittoLoader
 import Foundation
@@ -301,14 +302,10 @@ final class MQTTClient: @unchecked Sendable {
             guard loopSocketUp, rc == MOSQ_ERR_SUCCESS.rawValue else { return }
             probe[0].revents = 0
         } while loopBatch.count < Self.maxBurst && poll(&probe, 1, 0) > 0 && probe[0].revents & Int16(POLLIN) != 0
-        // Acknowledge what was read at once rather than after the kernel's delayed-ACK timer (40 ms).
-        // A broker that leaves Nagle on (mosquitto's default, `set_tcp_nodelay false`) holds its next
-        // small packet, such as the PUBACK of the last publish of a batch, until what it sent before
-        // is acknowledged; with nothing for us to send meanwhile, that ACK came only with the timer,
-        // and every egress batch ended with a 40 ms stall. The kernel leaves quick-ack mode on its
-        // own, so it is set again after every read.
-        var on: Int32 = 1
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &on, socklen_t(MemoryLayout<Int32>.size))
+        // A broker that leaves Nagle on (mosquitto's default, `set_tcp_nodelay false`) holds the
+        // PUBACK of a batch's last publish until its previous packet is acknowledged: without this,
+        // every egress batch ended with a 40 ms stall.
+        mesh_acknowledge_now(fd)
     }
 
     private func abandonConnection(_ m: OpaquePointer) {

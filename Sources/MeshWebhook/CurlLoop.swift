@@ -356,7 +356,6 @@ final class TransferLimit: Sendable {
     struct State {
         /// Free slots per thread (by `CurlThread.index`).
         var free: [Int]
-        var available: Int
         fileprivate var queue: [Entry?] = []
         var head = 0
         var nextID: UInt64 = 0
@@ -365,17 +364,15 @@ final class TransferLimit: Sendable {
 
         /// Takes a free slot of the thread with the most free slots; nil when none is free.
         mutating func take(_ threads: [CurlThread]) -> CurlThread? {
-            guard available > 0 else { return nil }
             var best = 0
-            if free.count > 1 { for i in 1..<free.count where free[i] > free[best] { best = i } }
+            for i in free.indices where free[i] > free[best] { best = i }
+            guard free[best] > 0 else { return nil }
             free[best] -= 1
-            available -= 1
             return threads[best]
         }
 
         mutating func put(back thread: CurlThread) {
             free[thread.index] += 1
-            available += 1
         }
 
         fileprivate mutating func enqueue(_ e: Entry) {
@@ -426,11 +423,11 @@ final class TransferLimit: Sendable {
         precondition(shares.count == threads.count)
         limit = shares.reduce(0, +)
         self.threads = threads
-        state = Mutex(State(free: shares, available: limit))
+        state = Mutex(State(free: shares))
     }
 
     /// Slots taken now (requests in flight or about to be).
-    var inFlight: Int { limit - state.withLock { $0.available } }
+    var inFlight: Int { limit - state.withLock { $0.free.reduce(0, +) } }
     /// Requests and callers waiting for a slot.
     var waiting: Int { state.withLock { $0.waiting } }
     /// Free slots per thread, by `CurlThread.index`.

@@ -44,11 +44,9 @@ public func loopbackAddress(port: Int) -> sockaddr_in {
 /// other tests' explicit choices compete: the ports handed out in this process are never handed
 /// out twice, and each is checked free by binding it.
 public func reservablePort() -> Int {
-    let low = ephemeralRangeStart()
-    let span = max(1024, low - 10_000)
-    let first = max(1024, low - span)
+    let low = ephemeralRangeStart()  // above 12,000
     while true {
-        let port = Int.random(in: first..<low)
+        let port = Int.random(in: 10_000..<low)
         guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = loopbackAddress(port: port)

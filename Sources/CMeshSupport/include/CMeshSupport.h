@@ -25,6 +25,13 @@ static inline void mesh_prefetch(const void *address) { __builtin_prefetch(addre
 /// nothing it was not given (glibc 2.34+). 0 on success, an errno value otherwise.
 int mesh_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 
+/// Acknowledges what `fd` (a TCP socket) has received now, not with the kernel's delayed-ACK timer
+/// (40 ms). A peer that leaves Nagle on holds its next small packet until what it sent before is
+/// acknowledged: a broker's last PUBACK of a batch, the body a web server writes after the headers.
+/// When we have nothing to send that would carry the acknowledgement, each such answer waited for
+/// the timer. The kernel leaves quick-ack mode by itself, so call it after every read.
+void mesh_acknowledge_now(int fd);
+
 /// Names the calling thread for the kernel (`top -H`, /proc/.../comm): the first 15 bytes.
 void mesh_name_thread(const char *name);
 
