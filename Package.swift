@@ -10,6 +10,10 @@ let yams = Target.Dependency.product(name: "Yams", package: "Yams")
 let metrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
+/// The executables allocate through mimalloc (Debian libmimalloc-dev): linked ahead of libc, its
+/// malloc and free serve the whole process, Swift, libcurl and libmosquitto alike. docs/architecture.md
+/// ("Memory allocator") has the measurements behind it.
+let mimalloc = LinkerSetting.linkedLibrary("mimalloc")
 
 let package = Package(
     name: "meshgate",
@@ -101,7 +105,7 @@ let package = Package(
         // client. A separate executable so the gateway binary links neither client.
         .executableTarget(name: "meshgate-bench", dependencies: [
             "MeshBench", "CNats", "CHiredis", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], linkerSettings: [mimalloc]),
         // The command line: the only place that bootstraps logging and metrics.
         .executableTarget(name: "meshgate", dependencies: [
             "MeshAuth", "MeshCore", "MeshLog", "MeshRouting", "MeshConfig", "MeshBroker", "MeshHTTP", "MeshGateway", "MeshTCP", "MeshClient", "MeshMQTT", "MeshBridge", "MeshWebhook", "MeshNet",
@@ -109,7 +113,7 @@ let package = Package(
             nioCore, nioPosix, nioHTTP1, logging, metrics,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
-        ], linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
+        ], linkerSettings: [mimalloc, .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
 
         // Helpers shared by the test targets: child processes that never block the test runner's threads.
         .target(name: "MeshTestSupport", dependencies: ["MeshLog", "MeshCore", "CMeshSupport"], path: "Tests/Support"),

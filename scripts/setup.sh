@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   libmosquitto-dev       # MQTT connector (libmosquitto)
   libcurl4-openssl-dev   # webhook connector (libcurl)
+  libmimalloc-dev        # the executables' memory allocator (docs/architecture.md, "Memory allocator")
   libssl-dev             # webhook signatures: HMAC-SHA256 from the libcrypto libcurl already uses
   mosquitto              # the real broker the MQTT tests start
   mosquitto-clients      # mosquitto_pub / mosquitto_sub in tests and examples

@@ -160,6 +160,23 @@ import Testing
         #expect(await hooked.terminate() == 0)
     }
 
+    @Test func everyAllocationGoesThroughMimalloc() async throws {
+        // The dynamic linker reports where each symbol reference binds. mimalloc serves the process
+        // only if it comes before libc in the search order: then libc's own calls bind to it too.
+        let run = try Child(["--version"], environment: ["LD_DEBUG": "bindings"])
+        #expect(await run.exit() == 0)
+        let bindings = run.output.split(separator: "\n").filter { $0.contains("normal symbol `malloc'") || $0.contains("normal symbol `free'") }
+        #expect(!bindings.isEmpty, "LD_DEBUG reported no bindings:\n\(run.output.prefix(2000))")
+        // "binding file <from> [0] to <to> [0]: normal symbol `malloc' …"
+        func parts(_ line: Substring) -> (from: Substring, to: Substring)? {
+            guard let f = line.range(of: "binding file "), let t = line.range(of: " to ", range: f.upperBound..<line.endIndex) else { return nil }
+            return (line[f.upperBound..<t.lowerBound], line[t.upperBound...])
+        }
+        let elsewhere = bindings.filter { parts($0).map { !$0.to.contains("libmimalloc.so") } ?? true }
+        #expect(elsewhere.isEmpty, "malloc or free bound outside mimalloc:\n\(elsewhere.joined(separator: "\n"))")
+        #expect(bindings.contains { parts($0)?.from.contains("libc.so") == true }, "libc's own allocations go through mimalloc")
+    }
+
     @Test func usageAndConfigurationErrorsExitWith2() async throws {
         let bad = try Child(["serve", "--http", "nowhere"])
         #expect(await bad.exit() == 2)
