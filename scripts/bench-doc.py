@@ -414,8 +414,13 @@ if raw.get("connections"):
     section("Idle and slow connections", "connections", intro=[
         f"One gateway holds {n(co['idle'])} idle TCP connections on its HTTP port and {n(co['slowloris'])} slowloris clients "
         "(each sent half a request head and then one byte a second), while wrk publishes (16 connections, 100 B, "
-        f"`fsync: none`); the peer is the same wrk run before any of them connected. Non-2xx answers under load: "
-        f"{n(co['loaded_non_2xx'])}; connections of the two crowds still open at the end: {n(co.get('still_open_after', 0))}."])
+        "`fsync: none`); the slowloris clients drip only while that gateway is measured. The peer is a second gateway, "
+        "started alike, that holds none of them; the two are measured in alternating rounds (quiet, crowded, crowded, "
+        "quiet) because a single run's p99 on this shared machine swings tenfold from minute to minute"
+        + (" (p99 per round, quiet: " + ", ".join(f"{n(v)} µs" for v, _ in co["rounds"]["quiet"])
+           + "; crowded: " + ", ".join(f"{n(v)} µs" for v, _ in co["rounds"]["crowded"]) + ")" if co.get("rounds") else "")
+        + f". Non-2xx answers under load: {n(co['loaded_non_2xx'])}; connections of the two crowds still open at the end: "
+        f"{n(co.get('still_open_after', 0))}."])
 
 if raw.get("metrics"):
     section("Metrics cost", "metrics cost", intro=[

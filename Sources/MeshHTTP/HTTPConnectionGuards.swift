@@ -132,10 +132,11 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     /// leaves the read interest in place. What arrives meanwhile waits in the API handler, as
     /// pipelined requests always do; past `readAheadBytes` unanswered bytes the holding back
     /// applies again, so a client that pipelines without reading answers costs at most about that
-    /// much more.
+    /// much more. Nor is anything read here while the answers wait for the client to take them
+    /// (the channel is not writable): the API handler reads again once they drain.
     func channelReadComplete(context: ChannelHandlerContext) {
         context.fireChannelReadComplete()
-        if phase != .closed && unanswered < Self.readAheadBytes && context.channel.isActive {
+        if phase != .closed && unanswered < Self.readAheadBytes && context.channel.isActive && context.channel.isWritable {
             context.read()
         }
     }

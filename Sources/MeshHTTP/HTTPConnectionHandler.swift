@@ -72,8 +72,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         handle(part, context: context)
     }
 
+    /// No read while requests wait, nor while the answers already written wait for the client to
+    /// take them (the channel is not writable: NIO's outbound buffer is over its high-water mark).
+    /// A client that pipelines requests and never reads answers otherwise makes the listener
+    /// buffer answers without end.
     func read(context: ChannelHandlerContext) {
-        if pending.isEmpty { context.read() } else { readHeld = true }
+        if pending.isEmpty && context.channel.isWritable { context.read() } else { readHeld = true }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { takeUpPending(context: context) }
+        context.fireChannelWritabilityChanged()
     }
 
     private var isIdle: Bool {
@@ -90,15 +99,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    /// Takes up the input that waited, in order, while the connection is free for it; then lets
-    /// the socket be read again once nothing waits.
+    /// Takes up the input that waited, in order, while the connection is free for it and its
+    /// answers are being taken; then lets the socket be read again once nothing waits.
     private func takeUpPending(context: ChannelHandlerContext) {
         guard !takingUp else { return }
         takingUp = true
         defer { takingUp = false }
         while let next = pending.first {
             switch next {
-            case .part(.head): if !isIdle { return }
+            case .part(.head): if !isIdle || !context.channel.isWritable { return }
             case .part, .malformed: if !readyForNext { return }
             }
             pending.removeFirst()
@@ -107,7 +116,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             case .malformed(let error): answerMalformed(error, context: context)
             }
         }
-        if readHeld {
+        if readHeld && context.channel.isWritable {
             readHeld = false
             context.read()
         }

@@ -129,39 +129,85 @@ extension PublishBatchTests {
         let gw = try await TestGateway()
         defer { Task { try await gw.stop() } }
         #expect(try await gw.post("/v1/publish/hold/t", "first").status == 200)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
+        let fd = try rawConnection(port: gw.port, sendBuffer: 64 << 10)
         defer { close(fd) }
-        var small: Int32 = 64 << 10
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(gw.port).bigEndian
-        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        try #require(connected == 0)
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         // Offset 1 does not exist yet: the fetch waits 3 s for it.
         let wire = Array("GET /v1/fetch/hold/t?offset=1&wait_ms=3000 HTTP/1.1\r\nhost: x\r\n\r\n".utf8)
-        let filler = Array(String(repeating: "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n", count: 2048).utf8)
-        var written = 0
         _ = wire.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        let total = 64 << 20
-        let until = ContinuousClock.now + .milliseconds(1500)
-        var at = 0  // where in `filler` the next send starts: a partial send must not cut a request
-        while written < total, ContinuousClock.now < until {
-            let n = filler.withUnsafeBytes { send(fd, $0.baseAddress! + at, $0.count - at, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                written += n
-                at = (at + n) % filler.count
-            } else {
-                try #require(errno == EAGAIN || errno == EWOULDBLOCK, "send failed: errno \(errno)")
-                try await Task.sleep(for: .milliseconds(5))
-            }
-        }
+        let filler = Array(String(repeating: "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n", count: 2048).utf8)
+        let written = try await sendRepeatedly(fd, filler, for: .milliseconds(1500), atMost: 64 << 20)
         #expect(written < 4 << 20, "the listener read \(written >> 10) KiB of requests queued behind a waiting one")
         #expect(written > 0)
         // The listener serves on.
         #expect(try await gw.get("/healthz").status == 200)
     }
+
+    /// A client that pipelines requests and never reads the answers: once the answers fill the
+    /// sockets and the listener's outbound buffer (the channel turns unwritable), the listener
+    /// stops reading, so what it holds stays bounded. Each request here is a 60-byte fetch whose
+    /// answer carries a 512 KiB event; the test process, which is the server, must not grow by more
+    /// than a few answers. A listener that read on kept every answer: the process grew by
+    /// 162 MiB in the 3 s of a debug build (2 MiB with the reading held).
+    @Test func answersTheClientDoesNotReadStopTheReading() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        #expect(try await gw.post("/v1/publish/big/t", [UInt8](repeating: 0x61, count: 512 << 10)).status == 200)
+        // A small receive buffer, so the window the client offers stays small.
+        let fd = try rawConnection(port: gw.port, receiveBuffer: 4 << 10)
+        defer { close(fd) }
+        let filler = Array(String(repeating: "GET /v1/fetch/big/t?max=1 HTTP/1.1\r\nhost: x\r\n\r\n", count: 256).utf8)
+        let before = try residentBytes()
+        let written = try await sendRepeatedly(fd, filler, for: .milliseconds(3000))
+        let grown = try residentBytes() - before
+        #expect(written > 0)
+        #expect(grown < 48 << 20, "the listener's process grew by \(grown >> 20) MiB of answers no one read")
+        #expect(try await gw.get("/healthz").status == 200)
+    }
+}
+
+/// A non-blocking loopback TCP connection to `port`, its buffer sizes set before connecting.
+private func rawConnection(port: Int, sendBuffer: Int32? = nil, receiveBuffer: Int32? = nil) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0)
+    for (option, size) in [(SO_SNDBUF, sendBuffer), (SO_RCVBUF, receiveBuffer)] {
+        guard var size else { continue }
+        setsockopt(fd, SOL_SOCKET, option, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard connected == 0 else {
+        close(fd)
+        throw AdminClient.Failure(description: "connect: errno \(errno)")
+    }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    return fd
+}
+
+/// Sends `chunk` over and over for `duration` (or until `atMost` bytes), waiting while the socket
+/// is full; a partial send continues where it stopped, so no request is cut. Returns the bytes sent.
+private func sendRepeatedly(_ fd: Int32, _ chunk: [UInt8], for duration: Duration, atMost: Int = .max) async throws -> Int {
+    let until = ContinuousClock.now + duration
+    var written = 0, at = 0
+    while written < atMost, ContinuousClock.now < until {
+        let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress! + at, $0.count - at, Int32(MSG_NOSIGNAL)) }
+        if n > 0 {
+            written += n
+            at = (at + n) % chunk.count
+        } else {
+            try #require(errno == EAGAIN || errno == EWOULDBLOCK, "send failed: errno \(errno)")
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+    return written
+}
+
+/// The resident memory of this process (/proc/self/statm), in bytes.
+private func residentBytes() throws -> Int {
+    let text = try String(contentsOfFile: "/proc/self/statm", encoding: .utf8)
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { throw AdminClient.Failure(description: "statm: \(text)") }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
