@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CMeshSupport
 import Foundation
 import Logging
 import MeshCore
@@ -236,6 +237,7 @@ final class RetentionTask: @unchecked Sendable {
 
     func start(_ body: @escaping @Sendable () -> Void) {
         let thread = Thread { [self] in
+            mesh_name_thread("mg-log-retain")
             while true {
                 condition.lock()
                 if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Double(intervalMicros) / 1e6)) }
@@ -246,7 +248,7 @@ final class RetentionTask: @unchecked Sendable {
             }
             finished.signal()
         }
-        thread.name = "meshgate-log-retention"
+        thread.name = "mg-log-retain"
         thread.start()
     }
 

@@ -1,3 +1,4 @@
+import CMeshSupport
 import Foundation
 import Logging
 
@@ -15,8 +16,11 @@ final class LogWriter: @unchecked Sendable {
 
     func start() {
         started = true
-        let thread = Thread { [self] in run() }
-        thread.name = "meshgate-log-writer"
+        let thread = Thread { [self] in
+            mesh_name_thread("mg-log-writer")
+            run()
+        }
+        thread.name = "mg-log-writer"
         thread.start()
     }
 
@@ -92,8 +96,11 @@ final class LogSyncer: @unchecked Sendable {
 
     func start() {
         started = true
-        let thread = Thread { [self] in run() }
-        thread.name = "meshgate-log-sync"
+        let thread = Thread { [self] in
+            mesh_name_thread("mg-log-sync")
+            run()
+        }
+        thread.name = "mg-log-sync"
         thread.start()
     }
 

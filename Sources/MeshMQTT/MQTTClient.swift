@@ -119,8 +119,13 @@ final class MQTTClient: @unchecked Sendable {
     // MARK: API (any thread)
 
     func start() {
-        let thread = Thread { [self] in self.run() }
-        thread.name = "meshgate-mqtt-\(name)"
+        // The kernel keeps the first 15 bytes of a thread's name: "mg-mqtt-" and 7 of the connector's.
+        let threadName = "mg-mqtt-\(name)"
+        let thread = Thread { [self] in
+            mesh_name_thread(threadName)
+            self.run()
+        }
+        thread.name = threadName
         thread.start()
     }
 

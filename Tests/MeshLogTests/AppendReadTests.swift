@@ -1,4 +1,5 @@
 import Foundation
+import MeshTestSupport
 import Testing
 @testable import MeshLog
 
@@ -21,6 +22,21 @@ import Testing
         #expect(middle.map(\.offset) == [250])
         #expect(try p.read(from: 500).isEmpty)
         #expect(throws: LogError.self) { try p.read(from: 501) }
+    }
+
+    /// `top -H` and `perf` show the log's threads by name (Foundation's `Thread.name` alone does not
+    /// reach the kernel on Linux).
+    @Test func theLogThreadsCarryTheirNamesForTheKernel() async throws {
+        let dir = ScratchDirectory()
+        var options = smallOptions(segmentBytes: 1 << 16)
+        options.retentionCheckMicros = 60_000_000
+        let log = try DurableLog.test(dir, options)
+        defer { log.close() }
+        _ = try await log.createTopic(topic("named")).partitions[0].append(payload(0))
+        let names = Set(threadNames())
+        for name in ["mg-log-writer", "mg-log-sync", "mg-log-retain"] {
+            #expect(names.contains(name), "no thread \(name) among \(names.sorted())")
+        }
     }
 
     @Test func batchesGetConsecutiveOffsets() async throws {

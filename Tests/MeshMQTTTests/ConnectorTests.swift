@@ -132,6 +132,7 @@ final class Gateway: @unchecked Sendable {
                 to: [{connector: edge, topic: "quick/out", buffer: 10}]
             """)
         #expect(await gw.waitConnected("edge"))
+        #expect(threadNames().contains("mg-mqtt-edge"), "the connector's loop thread is named for the kernel (top -H)")
         let topic = try gw.log.createTopic(Topic("quick/src"), config: TopicConfig(partitions: 1, durability: .none))
         let batch = (0..<500).map { i in EventCodec.encode(Event(topic: topic.topic, id: "q\(i)", source: "test", type: "t", data: Array("\(i)".utf8))) }
         let started = ContinuousClock.now

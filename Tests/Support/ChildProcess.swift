@@ -171,3 +171,12 @@ public final class ChildProcess: Sendable {
         return (child.exitCode ?? -1, output)
     }
 }
+
+/// The names the kernel holds for this process's threads (/proc/self/task/*/comm: what `top -H` and
+/// `perf` show), at most 15 bytes each.
+public func threadNames() -> [String] {
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return [] }
+    return tasks.compactMap { tid in
+        (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
