@@ -162,6 +162,12 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
         phase = .answering
     }
 
+    /// Writes and flushes a whole response already encoded (`LoopInbox.okJSONAnswer`), from here
+    /// toward the socket: past the HTTP encoder, which holds no state between responses.
+    func writeAnswer(_ bytes: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
     func responseEnded() {
         unanswered = 0
         guard phase != .closed else { return }

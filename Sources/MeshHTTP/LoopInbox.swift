@@ -30,8 +30,9 @@ final class LoopInbox: @unchecked Sendable {
     private var submitScheduled = false
     /// The drained array, kept for its capacity.
     private var spare: [Answer] = []
-    /// Heads of keep-alive `200` JSON answers by body length (`okJSONHead`), at most `maxHeads`.
-    private var heads: [Int: HTTPResponseHead] = [:]
+    /// Heads of keep-alive `200` JSON answers by body length, as they go on the wire
+    /// (`okJSONAnswer`), at most `maxHeads`.
+    private var heads: [Int: [UInt8]] = [:]
     static let maxHeads = 64
 
     /// What comes back for one request: the connection to answer and the broker's result.
@@ -76,15 +77,22 @@ final class LoopInbox: @unchecked Sendable {
 
     /// The head of a keep-alive `200` JSON answer of `length` bytes, made once per length on this
     /// loop: the receipts of one topic differ in length by a few bytes at most. On `loop`.
-    func okJSONHead(length: Int) -> HTTPResponseHead {
-        if let known = heads[length] { return known }
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "content-length", value: String(length))
-        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
-        if heads.count >= Self.maxHeads { heads.removeAll(keepingCapacity: true) }
-        heads[length] = head
-        return head
+    /// A keep-alive `200` answer with a JSON `body`, head and body in one buffer as they go on the
+    /// wire: the bytes NIO's `HTTPResponseEncoder` writes for such a head, made once per body
+    /// length on this loop.
+    func okJSONAnswer(_ body: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
+        let head: [UInt8]
+        if let known = heads[body.count] {
+            head = known
+        } else {
+            head = Array("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\n\r\n".utf8)
+            if heads.count >= Self.maxHeads { heads.removeAll(keepingCapacity: true) }
+            heads[body.count] = head
+        }
+        var buffer = allocator.buffer(capacity: head.count + body.count)
+        buffer.writeBytes(head)
+        buffer.writeBytes(body)
+        return buffer
     }
 
     /// Hands one request's result back to the loop; from any thread, once per published request.

@@ -31,6 +31,28 @@ import Testing
         return out
     }
 
+    /// A keep-alive `200` JSON answer goes out already encoded, past NIO's HTTP encoder. Its bytes
+    /// are the encoder's, and answers the encoder writes (a problem, a close) before and after it on
+    /// the same connection stay whole and in order.
+    @Test func preEncodedAnswersInterleaveWithEncodedOnes() async throws {
+        let gw = try await TestGateway()
+        defer { Task { try await gw.stop() } }
+        let publish = "POST /v1/publish/wire/t HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nabc"
+        let missing = "GET /v1/nothing-here HTTP/1.1\r\nhost: x\r\n\r\n"
+        let last = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        let wire = try await rawExchange(port: gw.port, Array((missing + publish + missing + publish + publish + last).utf8))
+        let answers = try Self.answers(wire)
+        #expect(answers.map(\.status) == [404, 200, 404, 200, 200, 200], "\(wire)")
+        for (i, offset) in [(1, 0), (3, 1), (4, 2)] {
+            #expect(answers[i].body.hasSuffix(#""topic":"wire/t","partition":0,"offset":\#(offset)}"#), "\(answers[i].body)")
+        }
+        let receipt = answers[1].body
+        #expect(wire.contains(#""code":"route.not_found"}"# + "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(receipt.utf8.count)\r\n\r\n\(receipt)HTTP/1.1 404 "),
+                "a receipt's answer is exactly the encoder's head and the body, then the next answer:\n\(wire)")
+        #expect(wire.hasSuffix(#"{"status":"ok"}"#))
+        #expect(wire.contains("connection: close"))
+    }
+
     @Test func concurrentConnectionsGetTheirOwnAnswersInOrderAndABadRequestFailsAlone() async throws {
         let gw = try await TestGateway { $0.maxEventBytes = 64 }
         defer { Task { try await gw.stop() } }
