@@ -12,7 +12,7 @@ let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-p
 let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 /// The executables allocate through mimalloc (Debian libmimalloc-dev): linked ahead of libc, its
 /// malloc and free serve the whole process, Swift, libcurl and libmosquitto alike. docs/architecture.md
-/// ("Memory allocator") has the measurements behind it.
+/// ("Decisions") has the measurements behind it.
 let mimalloc = LinkerSetting.linkedLibrary("mimalloc")
 
 let package = Package(

@@ -162,6 +162,9 @@ final class HTTPDeadlines: ChannelInboundHandler, RemovableChannelHandler {
         phase = .answering
     }
 
+    /// Whether it is in a pipeline and can write (`writeAnswer`).
+    var attached: Bool { context != nil }
+
     /// Writes and flushes a whole response already encoded (`LoopInbox.okJSONAnswer`), from here
     /// toward the socket: past the HTTP encoder, which holds no state between responses.
     func writeAnswer(_ bytes: ByteBuffer) {

@@ -471,7 +471,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         // it and the socket): one write through the pipeline instead of three, and no head to
         // encode. The encoder holds no state between responses, so skipping it for a whole
         // response leaves it as it was.
-        if keepAlive, let inbox, let deadlines {
+        if keepAlive, let inbox, let deadlines, deadlines.attached {
             if case .closed = state { return }
             deadlines.responseEnded()
             if case .discarding = state {} else { state = .idle }

@@ -75,11 +75,10 @@ final class LoopInbox: @unchecked Sendable {
 
     // MARK: Back
 
-    /// The head of a keep-alive `200` JSON answer of `length` bytes, made once per length on this
-    /// loop: the receipts of one topic differ in length by a few bytes at most. On `loop`.
     /// A keep-alive `200` answer with a JSON `body`, head and body in one buffer as they go on the
-    /// wire: the bytes NIO's `HTTPResponseEncoder` writes for such a head, made once per body
-    /// length on this loop.
+    /// wire: the bytes NIO's `HTTPResponseEncoder` writes for such a head. The head is made once per
+    /// body length on this loop (the receipts of one topic differ in length by a few bytes at most).
+    /// On `loop`.
     func okJSONAnswer(_ body: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
         let head: [UInt8]
         if let known = heads[body.count] {
