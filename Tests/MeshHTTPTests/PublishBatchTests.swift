@@ -1,5 +1,6 @@
 import Foundation
 import MeshHTTP
+import MeshTestSupport
 import Testing
 
 /// The publishes one event loop decodes from many connections in one iteration go to the broker as
@@ -195,10 +196,7 @@ private func rawConnection(port: Int, sendBuffer: Int32? = nil, receiveBuffer: I
         guard var size else { continue }
         setsockopt(fd, SOL_SOCKET, option, &size, socklen_t(MemoryLayout<Int32>.size))
     }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = UInt16(port).bigEndian
+    var addr = loopbackAddress(port: port)
     let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     guard connected == 0 else {
         close(fd)

@@ -238,11 +238,12 @@ struct UncheckedBox<T>: @unchecked Sendable {
 
 // MARK: Raw bytes
 
-/// Sends raw bytes and collects what comes back until the server closes or `timeout` passes.
 /// What `rawExchange` has read so far, for its timeout message.
 private final class ReceivedText: Sendable {
     let text = Mutex("")
 }
+
+/// Sends raw bytes and collects what comes back until the server closes or `timeout` passes.
 
 func rawExchange(port: Int, _ request: [UInt8], timeout: Duration = .seconds(5), until: @escaping @Sendable (String) -> Bool = { _ in false }) async throws -> String {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

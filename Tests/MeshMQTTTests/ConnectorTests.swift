@@ -43,18 +43,33 @@ final class Gateway: @unchecked Sendable {
     }
 }
 
+/// A started mosquitto and a gateway whose connector `edge` is its client: what most connector tests
+/// begin with. Hold it for the whole test: the broker stops, and the scratch directory goes, with it.
+struct EdgeSetup {
+    let dir = Scratch()
+    let broker: Mosquitto
+    let gw: Gateway
+
+    /// `routes`: the entries of the route file's `routes:` list, indented by two spaces.
+    init(clientID: String, routes: String) async throws {
+        broker = try Mosquitto(dir: dir.path + "/broker")
+        try broker.start()
+        gw = try await Gateway(dir: dir, routes: """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(broker.port)", client_id: \(clientID)}
+            routes:
+
+            """ + routes)
+        #expect(await gw.waitConnected("edge"))
+    }
+}
+
 @Suite(.serialized) struct ConnectorTests {
     /// MQTT 5 user properties, content type and correlation data become CloudEvents attributes on
     /// ingress, and the same attributes become those properties on egress.
     @Test func mqtt5PropertiesRoundTripThroughExtensions() async throws {
-        let dir = Scratch()
-        let broker = try Mosquitto(dir: dir.path + "/broker")
-        try broker.start()
-        let gw = try await Gateway(dir: dir, routes: """
-            version: 1
-            connectors:
-              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(broker.port)", client_id: gw-props}
-            routes:
+        let setup = try await EdgeSetup(clientID: "gw-props", routes: """
               - name: in
                 from: {connector: edge, topic: "sensors/+/temp"}
                 to: [{topic: "in/{1}"}]
@@ -62,7 +77,7 @@ final class Gateway: @unchecked Sendable {
                 from: "in/+"
                 to: [{connector: edge, topic: "back/{1}", set: {region: "{region}-echo"}}]
             """)
-        #expect(await gw.waitConnected("edge"))
+        let (broker, gw) = (setup.broker, setup.gw)
         // A persistent session subscribed before anything is published (`-E` returns once the SUBACK
         // arrived), so the echo is queued for it whenever the reader below connects.
         let session = ["-p", "\(broker.port)", "-V", "5", "-q", "1", "-c", "-i", "props-reader", "-t", "back/#"]
@@ -109,7 +124,7 @@ final class Gateway: @unchecked Sendable {
         #expect(user["id"] as? String == e.id)
         #expect(user["specversion"] as? String == "1.0")
         #expect(gw.status("edge")?.droppedProperties == 0)
-        await gw.stop()
+        await setup.gw.stop()  // `setup` (the broker, the scratch directory) lives to here
     }
 
     /// Egress batches do not end waiting for the kernel's delayed-ACK timer. mosquitto leaves Nagle
@@ -119,19 +134,12 @@ final class Gateway: @unchecked Sendable {
     /// 10 below took 2.2 s; with it about 0.1 s. The bound is generous
     /// against a loaded machine and still well under what 50 stalls cost.
     @Test func egressBatchesDoNotWaitForTheBrokersDelayedAcknowledgement() async throws {
-        let dir = Scratch()
-        let broker = try Mosquitto(dir: dir.path + "/broker")
-        try broker.start()
-        let gw = try await Gateway(dir: dir, routes: """
-            version: 1
-            connectors:
-              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(broker.port)", client_id: gw-quickack}
-            routes:
+        let setup = try await EdgeSetup(clientID: "gw-quickack", routes: """
               - name: out
                 from: "quick/src"
                 to: [{connector: edge, topic: "quick/out", buffer: 10}]
             """)
-        #expect(await gw.waitConnected("edge"))
+        let gw = setup.gw
         #expect(threadNames().contains("mg-mqtt-edge"), "the connector's loop thread is named for the kernel (top -H)")
         let topic = try gw.log.createTopic(Topic("quick/src"), config: TopicConfig(partitions: 1, durability: .none))
         let batch = (0..<500).map { i in EventCodec.encode(Event(topic: topic.topic, id: "q\(i)", source: "test", type: "t", data: Array("\(i)".utf8))) }
@@ -141,7 +149,7 @@ final class Gateway: @unchecked Sendable {
         #expect(await eventually(20) { delivered() == 500 })
         let took = ContinuousClock.now - started
         #expect(took < .milliseconds(1500), "50 batches of 10 took \(took)")
-        await gw.stop()
+        await setup.gw.stop()  // `setup` (the broker, the scratch directory) lives to here
     }
 
     /// A broker that wants a password: a wrong one gives a clear error and a slowing retry, never a
