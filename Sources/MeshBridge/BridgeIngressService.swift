@@ -183,43 +183,52 @@ public final class BridgeIngressService: BridgeIngress {
             return loop ? nil : Key(origin: first ?? peer, id: DedupeID(id))
         }
         let ticket = state.withLock { s -> UInt64? in
-            // Runs of one origin (a bridge batch is usually all one): their window slots are
-            // loaded together before the checks below read them one by one.
-            var start = 0
-            while start < count {
-                guard let origin = described[start]?.origin else { start += 1; continue }
-                var end = start + 1
-                while end < count, described[end] == nil || described[end]!.origin == origin { end += 1 }
-                s.window.prefetch(origin: origin, ids: described[start..<end].lazy.compactMap { $0?.id })
-                start = end
-            }
             /// The keys this batch admitted so far, made only when an id turns out to be in flight
             /// already: a repeat within the batch, or an event another connection is storing.
             var admittedHere: Set<Key>?
-            for i in 0..<count {
-                guard let key = described[i] else {
-                    receipts[i] = .loop
+            var start = 0
+            while start < count {
+                guard let origin = described[start]?.origin else {
+                    receipts[start] = .loop
+                    start += 1
                     continue
                 }
-                let origin = key.origin
-                if s.window.contains(origin: origin, id: key.id) {
-                    receipts[i] = .duplicate
-                    continue
+                // A run of one origin (a bridge batch is usually all one) looks the origin up once,
+                // and its window slots are loaded together before the checks read them one by one.
+                var end = start + 1
+                while end < count, described[end] == nil || described[end]!.origin == origin { end += 1 }
+                let seen = s.window.ids(of: origin)
+                if let seen {
+                    for key in described[start..<end] { if let key { seen.prefetch(key.id) } }
                 }
-                if !s.inFlight[origin, default: DedupeIDSet()].insert(key.id) {
-                    if admittedHere == nil { admittedHere = Set(keys) }
-                    if admittedHere!.contains(key) {
+                if s.inFlight[origin] == nil { s.inFlight[origin] = DedupeIDSet() }
+                let flying = s.inFlight.index(forKey: origin)!
+                for i in start..<end {
+                    guard let key = described[i] else {
+                        receipts[i] = .loop
+                        continue
+                    }
+                    if seen?.contains(key.id) == true {
                         receipts[i] = .duplicate
                         continue
                     }
-                    // Another bridge is storing this event right now: let the sender retry shortly,
-                    // when it will be a duplicate (or, if that store failed, stored by this retry).
-                    for k in keys { s.inFlight[k.origin]?.remove(k.id) }
-                    return nil
+                    if !s.inFlight.values[flying].insert(key.id) {
+                        if admittedHere == nil { admittedHere = Set(keys) }
+                        if admittedHere!.contains(key) {
+                            receipts[i] = .duplicate
+                            continue
+                        }
+                        // Another bridge is storing this event right now: let the sender retry
+                        // shortly, when it will be a duplicate (or, if that store failed, stored
+                        // by this retry).
+                        for k in keys { s.inFlight[k.origin]?.remove(k.id) }
+                        return nil
+                    }
+                    admittedHere?.insert(key)
+                    keys.append(key)
+                    indices.append(i)
                 }
-                admittedHere?.insert(key)
-                keys.append(key)
-                indices.append(i)
+                start = end
             }
             s.nextTicket += 1
             s.tickets.insert(s.nextTicket)

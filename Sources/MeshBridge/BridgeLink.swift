@@ -126,7 +126,7 @@ public final class BridgeLink: Sendable {
     /// log stores them: the bytes go on the wire as they are. `lastTime` is the newest one's time.
     func send(encoded events: [[UInt8]], lastTime: Int64?) async throws(DeliveryError) {
         let client = try await client()
-        let frames = Self.frames(of: events, size: \.count, maxEvents: frameEvents, maxBytes: frameBytes)
+        let frames = Self.frames(of: events, size: { $0.count }, maxEvents: frameEvents, maxBytes: frameBytes)
         sent.add(events.count, ordering: .relaxed)
         let results = await Self.collect(frames.count) { done in
             client.publish(encodedBatches: frames, completion: done)
@@ -177,18 +177,24 @@ public final class BridgeLink: Sendable {
 
     /// Counts what the remote answered; throws the first failure.
     private func account(_ results: [Result<[PublishReceipt], WireError>]) throws(DeliveryError) {
+        var counts = (stored: 0, duplicates: 0, loops: 0)
+        defer {
+            stored.add(counts.stored, ordering: .relaxed)
+            duplicates.add(counts.duplicates, ordering: .relaxed)
+            loops.add(counts.loops, ordering: .relaxed)
+        }
         for r in results {
             switch r {
             case .success(let receipts):
                 for receipt in receipts {
                     if receipt.partition == PublishReceipt.duplicate.partition {
                         if receipt.offset == PublishReceipt.loop.offset {
-                            loops.add(1, ordering: .relaxed)
+                            counts.loops += 1
                         } else {
-                            duplicates.add(1, ordering: .relaxed)
+                            counts.duplicates += 1
                         }
                     } else {
-                        stored.add(1, ordering: .relaxed)
+                        counts.stored += 1
                     }
                 }
             case .failure(let error):

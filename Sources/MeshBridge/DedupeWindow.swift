@@ -21,7 +21,9 @@ enum DedupeID: Hashable, Sendable {
     }
 
     init(_ id: String) {
-        self = Self.canonicalULID(id).map { .ulid($0) } ?? .text(id)
+        var id = id
+        let parsed = id.withUTF8 { EventID(canonical: UnsafeRawBufferPointer($0)) }
+        self = parsed.map { .ulid($0) } ?? .text(id)
     }
 
     var text: String {
@@ -29,17 +31,6 @@ enum DedupeID: Hashable, Sendable {
         case .ulid(let id): id.description
         case .text(let id): id
         }
-    }
-
-    /// The id when `text` is exactly how `EventID.description` writes it.
-    private static func canonicalULID(_ text: String) -> EventID? {
-        guard text.utf8.count == 26, text.utf8.allSatisfy(isCanonicalDigit) else { return nil }
-        return EventID(text)
-    }
-
-    /// 0-9 and A-Z without I, L, O and U: the digits `EventID.description` writes.
-    private static func isCanonicalDigit(_ b: UInt8) -> Bool {
-        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A && b != 0x49 && b != 0x4C && b != 0x4F && b != 0x55)
     }
 }
 
@@ -256,10 +247,10 @@ struct DedupeWindow: Sendable {
         insert(origin: origin, ids: CollectionOfOne(id), at: now)
     }
 
-    /// Starts loading what looking up `ids` of `origin` will read (`DedupeIDSet.prefetch`).
-    func prefetch(origin: String, ids: some Sequence<DedupeID>) {
-        guard let o = origins[origin] else { return }
-        for id in ids { o.ids.prefetch(id) }
+    /// The ids held for `origin`, for a batch's checks with one lookup of the origin. The set
+    /// shares the window's table until either changes: drop it before inserting.
+    func ids(of origin: String) -> DedupeIDSet? {
+        origins[origin]?.ids
     }
 
     /// Records several ids of one origin with one lookup of the origin.

@@ -68,6 +68,34 @@ public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
         self.init(high: high, low: low)
     }
 
+    /// Parses exactly the form `description` writes (26 upper-case digits of the alphabet, the
+    /// first at most 7): nil for anything else, including the lower-case and `I`/`L`/`O` spellings
+    /// `init?(_:)` accepts. One pass through a table, for the bridge's dedupe keys.
+    public init?(canonical utf8: UnsafeRawBufferPointer) {
+        guard utf8.count == 26 else { return nil }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        // The first digit carries the top 3 of the 130 bits spelled: 0...7.
+        var invalid: UInt8 = Self.canonicalValues[Int(utf8[0])] & 0xF8
+        Self.canonicalValues.withUnsafeBufferPointer { values in
+            for i in 0..<26 {
+                let value = values[Int(utf8[i])]
+                invalid |= value & 0x80
+                high = high << 5 | low >> 59
+                low = low << 5 | UInt64(value & 31)
+            }
+        }
+        guard invalid == 0 else { return nil }
+        self.init(high: high, low: low)
+    }
+
+    /// Each byte's digit value in the canonical alphabet, 0x80 for bytes outside it.
+    private static let canonicalValues: [UInt8] = {
+        var table = [UInt8](repeating: 0x80, count: 256)
+        for (value, byte) in alphabet.enumerated() { table[Int(byte)] = UInt8(value) }
+        return table
+    }()
+
     private static func decode(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")

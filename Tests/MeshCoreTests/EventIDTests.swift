@@ -17,6 +17,29 @@ import Testing
         #expect(EventID("0000000000000000000000000U") == nil)
     }
 
+    /// `init?(canonical:)` takes exactly what `description` writes: every id spelled the way
+    /// `init?(_:)` also reads but written otherwise stays out.
+    @Test func theCanonicalParserTakesOnlyWhatDescriptionWrites() {
+        func canonical(_ text: String) -> EventID? {
+            var text = text
+            return text.withUTF8 { EventID(canonical: UnsafeRawBufferPointer($0)) }
+        }
+        for id in [EventID.next(), EventID(high: 0, low: 0), EventID(high: .max, low: .max), EventID(high: 1 << 63, low: 31)] {
+            #expect(canonical(id.description) == id)
+        }
+        let text = EventID.next().description
+        #expect(canonical(text.lowercased()) == nil)
+        for (i, spelling) in [(5, "I"), (5, "L"), (5, "O"), (5, "U"), (25, "-"), (25, "\u{0}")] {
+            var bytes = Array(text.utf8)
+            bytes[i] = Array(spelling.utf8)[0]
+            #expect(canonical(String(decoding: bytes, as: UTF8.self)) == nil, "\(spelling) at \(i)")
+        }
+        #expect(canonical("8" + String(repeating: "0", count: 25)) == nil)  // > 128 bits
+        #expect(canonical("Z" + String(repeating: "0", count: 25)) == nil)
+        #expect(canonical(String(text.dropLast())) == nil)
+        #expect(canonical(text + "0") == nil)
+    }
+
     @Test func carriesItsMillisecond() {
         let generator = EventIDGenerator()
         let id = generator.next(milliseconds: 1_700_000_000_123)
