@@ -150,11 +150,16 @@ public final class BridgeIngressService: BridgeIngress {
             }
             return publish(events, from: peer, completion: completion)
         }
-        let admitted = admit(envelopes.count, from: peer) { i in
-            (envelopes[i].names(hop: site), envelopes[i].origin, envelopes[i].id)
+        // Through a buffer pointer, which lends each envelope: subscripting the array copies it
+        // (a retain of each of its strings and arrays).
+        let (admission, toStore) = envelopes.withUnsafeBufferPointer { envelopes -> (Admission?, [EncodedPublish]) in
+            let admitted = admit(envelopes.count, from: peer) { i in
+                (envelopes[i].names(hop: site), envelopes[i].origin, envelopes[i].id)
+            }
+            guard let admitted, !admitted.indices.isEmpty else { return (admitted, []) }
+            return (admitted, admitted.indices.map { EncodedPublish(envelope: envelopes[$0], bytes: envelopes[$0].appendingHop(site)) })
         }
-        guard let admitted = answered(admitted, completion) else { return }
-        let toStore = admitted.indices.map { EncodedPublish(envelope: envelopes[$0], bytes: envelopes[$0].appendingHop(site)) }
+        guard let admitted = answered(admission, completion) else { return }
         broker.publish([PublishRequest(events: [], encoded: toStore) { [self] result in finish(admitted, result, completion) }],
                        ingress: "bridge")
     }

@@ -142,21 +142,22 @@ public final class Broker: Sendable {
     /// The same for an event in its encoding: filled from its bytes when it was published so, and
     /// otherwise (a bridge's) stored as it is, which filling must not change.
     private func prepare(_ e: EncodedPublish, ingress: String) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
-        let envelope = e.envelope
-        guard envelope.isFilled || e.isPublished else {
+        // `e.envelope` throughout rather than a local copy of it: copying the envelope retains
+        // each of its strings and arrays, once per event.
+        guard e.envelope.isFilled || e.isPublished else {
             throw BrokerError(.invalidEvent, "an encoded event must have an id, a source, a type, a time and hops")
         }
-        if envelope.dataCount > options.maxEventBytes {
-            throw BrokerError(.tooLarge, "event data of \(envelope.dataCount) bytes exceeds the limit of \(options.maxEventBytes) bytes")
+        if e.envelope.dataCount > options.maxEventBytes {
+            throw BrokerError(.tooLarge, "event data of \(e.envelope.dataCount) bytes exceeds the limit of \(options.maxEventBytes) bytes")
         }
-        if let error = envelope.extensionError { throw BrokerError(.invalidEvent, error.message) }
-        let topic = try topicLog(envelope.topic, create: options.autoCreateTopics)
-        let partition = topic.partition(forKey: envelope.partitionKey)
+        if let error = e.envelope.extensionError { throw BrokerError(.invalidEvent, error.message) }
+        let topic = try topicLog(e.envelope.topic, create: options.autoCreateTopics)
+        let partition = topic.partition(forKey: e.envelope.partitionKey)
         if e.isPublished {
-            let (id, bytes) = envelope.filled(node: options.node, ingress: ingress, originHop: options.node)
+            let (id, bytes) = e.envelope.filled(node: options.node, ingress: ingress, originHop: options.node)
             return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
         }
-        return (envelope.id, topic.partitions[partition], topic.topic.name, partition, e.bytes)
+        return (e.envelope.id, topic.partitions[partition], topic.topic.name, partition, e.bytes)
     }
 
     /// The topic's log; created with the default settings when `create` is set.
