@@ -81,9 +81,12 @@ public final class Broker: Sendable {
                     }
                 }
                 try request.encoded.withUnsafeBufferPointer { (encoded) throws(BrokerError) in
+                    // By pointer: even through the buffer pointer, handing `encoded[index]` to
+                    // `prepare` copied (and then destroyed) each one.
+                    guard let first = encoded.baseAddress else { return }
                     for index in encoded.indices {
-                        plan.add(try prepare(encoded[index], ingress: ingress))
-                        dataBytes += encoded[index].envelope.dataCount
+                        plan.add(try prepare(first + index, ingress: ingress))
+                        dataBytes += first[index].envelope.dataCount
                     }
                 }
             } catch {
@@ -141,23 +144,23 @@ public final class Broker: Sendable {
 
     /// The same for an event in its encoding: filled from its bytes when it was published so, and
     /// otherwise (a bridge's) stored as it is, which filling must not change.
-    private func prepare(_ e: EncodedPublish, ingress: String) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
-        // `e.envelope` throughout rather than a local copy of it: copying the envelope retains
-        // each of its strings and arrays, once per event.
-        guard e.envelope.isFilled || e.isPublished else {
+    private func prepare(_ e: UnsafePointer<EncodedPublish>, ingress: String) throws(BrokerError) -> (id: String, log: PartitionLog, topic: String, partition: Int, bytes: [UInt8]) {
+        // Read through the pointer, never copied out: a copy retains each of the envelope's
+        // strings and arrays, once per event.
+        guard e.pointee.envelope.isFilled || e.pointee.isPublished else {
             throw BrokerError(.invalidEvent, "an encoded event must have an id, a source, a type, a time and hops")
         }
-        if e.envelope.dataCount > options.maxEventBytes {
-            throw BrokerError(.tooLarge, "event data of \(e.envelope.dataCount) bytes exceeds the limit of \(options.maxEventBytes) bytes")
+        if e.pointee.envelope.dataCount > options.maxEventBytes {
+            throw BrokerError(.tooLarge, "event data of \(e.pointee.envelope.dataCount) bytes exceeds the limit of \(options.maxEventBytes) bytes")
         }
-        if let error = e.envelope.extensionError { throw BrokerError(.invalidEvent, error.message) }
-        let topic = try topicLog(e.envelope.topic, create: options.autoCreateTopics)
-        let partition = topic.partition(forKey: e.envelope.partitionKey)
-        if e.isPublished {
-            let (id, bytes) = e.envelope.filled(node: options.node, ingress: ingress, originHop: options.node)
+        if let error = e.pointee.envelope.extensionError { throw BrokerError(.invalidEvent, error.message) }
+        let topic = try topicLog(e.pointee.envelope.topic, create: options.autoCreateTopics)
+        let partition = topic.partition(forKey: e.pointee.envelope.partitionKey)
+        if e.pointee.isPublished {
+            let (id, bytes) = e.pointee.envelope.filled(node: options.node, ingress: ingress, originHop: options.node)
             return (id, topic.partitions[partition], topic.topic.name, partition, bytes)
         }
-        return (e.envelope.id, topic.partitions[partition], topic.topic.name, partition, e.bytes)
+        return (e.pointee.envelope.id, topic.partitions[partition], topic.topic.name, partition, e.pointee.bytes)
     }
 
     /// The topic's log; created with the default settings when `create` is set.
