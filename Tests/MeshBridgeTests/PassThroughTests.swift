@@ -156,6 +156,31 @@ import Testing
         #expect(total == 200)
     }
 
+    /// A batch's checks go by runs of one origin: origins that alternate, loops at the start of
+    /// the batch and inside a run, and duplicates of each origin all get their own answer.
+    @Test func interleavedOriginsAndLoopsEachGetTheirOwnAnswer() async throws {
+        let receiver = try Receiver("interleaved")
+        defer { receiver.close() }
+        func event(_ hops: [String]) throws -> Event {
+            var e = try Self.forwarded(1)[0]
+            e.id = EventIDGenerator.shared.next().description
+            e.hops = hops
+            return e
+        }
+        let a1 = try event(["site-a"]), c1 = try event(["site-c", "site-a"]), a2 = try event(["site-a"])
+        let c2 = try event(["site-c", "site-a"]), looped = try event(["site-a", "site-b", "site-c"])
+        let first = try await receiver.publish([a1, c1], encoded: true)
+        #expect(first.allSatisfy { $0 != .duplicate && $0 != .loop })
+        // Origins a, c, a, c; loops first and between two events of one origin's run.
+        let batch = [looped, a1, c1, a2, looped, a2, c2, c1]
+        let answers = try await receiver.publish(batch, encoded: true)
+        #expect(answers[0] == .loop && answers[4] == .loop)
+        #expect(answers[1] == .duplicate && answers[2] == .duplicate && answers[5] == .duplicate && answers[7] == .duplicate)
+        #expect([answers[3], answers[6]].allSatisfy { $0 != .duplicate && $0 != .loop })
+        let stored = try ["orders/new", "orders/ü/0"].flatMap { try receiver.stored($0).joined() }.map { try EventCodec.decode($0).id }
+        #expect(Set(stored) == Set([a1, c1, a2, c2].map(\.id)) && stored.count == 4)
+    }
+
     @Test func anEventFillingWouldChangeTakesTheDecodingPath() async throws {
         let decoding = try Receiver("unfilled-d"), passing = try Receiver("unfilled-p")
         defer { decoding.close(); passing.close() }

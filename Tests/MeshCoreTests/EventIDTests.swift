@@ -38,6 +38,10 @@ import Testing
         #expect(canonical("Z" + String(repeating: "0", count: 25)) == nil)
         #expect(canonical(String(text.dropLast())) == nil)
         #expect(canonical(text + "0") == nil)
+        #expect(canonical("") == nil)
+        var high = Array(text.utf8)
+        high[0] = 0xC3  // a byte above ASCII, where a digit should be
+        #expect(high.withUnsafeBytes { EventID(canonical: $0) } == nil)
     }
 
     @Test func carriesItsMillisecond() {
