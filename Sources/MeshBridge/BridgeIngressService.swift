@@ -30,8 +30,8 @@ public final class BridgeIngressService: BridgeIngress {
         public var limits = DedupeLimits()
         /// How often the checkpoint is rewritten when something changed.
         public var checkpointInterval: Duration = .seconds(5)
-        /// Prepended to the topic of every event received (e.g. `from-remote/`); empty: none.
-        public var topicPrefix = ""
+        /// The topic each received event is stored under; nil keeps the topic it arrived with.
+        public var topic: BridgeTopicTemplate?
         public init() {}
     }
 
@@ -118,8 +118,24 @@ public final class BridgeIngressService: BridgeIngress {
 
     // MARK: Ingress
 
+    /// The receiving topic template, nil when it keeps the topic (`{topic}`).
+    private var mapping: BridgeTopicTemplate? {
+        options.topic.flatMap { $0.isIdentity ? nil : $0 }
+    }
+
     public func publish(_ events: [Event], from peer: String,
                         completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
+        // The receiving topics first: a batch with an event the template cannot place is refused
+        // whole before any of its ids goes in flight (the sender then delivers it one by one, and
+        // dead-letters that event alone).
+        var topics: [Topic]?
+        if let template = mapping {
+            do throws(TopicError) {
+                topics = try events.map { e throws(TopicError) in try template.render(topic: e.topic, peer: peer, origin: e.hops.first ?? peer) }
+            } catch {
+                return completion(.failure(WireError(.invalidTopic, "bridge topic template \"\(template.description)\": \(error.message)")))
+            }
+        }
         let admitted = admit(events.count, from: peer) { i in
             (events[i].hops.contains(site), events[i].hops.first, events[i].id)
         }
@@ -128,7 +144,7 @@ public final class BridgeIngressService: BridgeIngress {
             var e = events[i]
             if e.hops.isEmpty { e.hops = [peer] }
             e.hops.append(site)
-            if !options.topicPrefix.isEmpty, let t = try? Topic(options.topicPrefix + e.topic.name) { e.topic = t }
+            if let topics { e.topic = topics[i] }
             return e
         }
         broker.publish(toStore, ingress: "bridge") { [self] result in finish(admitted, result, completion) }
@@ -137,10 +153,10 @@ public final class BridgeIngressService: BridgeIngress {
     /// Pass-through: each event that is new here is stored as the bytes it arrived in with this
     /// site appended to its hop list — the bytes the decoding path (`publish(_:from:completion:)`)
     /// would store, without decoding and re-encoding it. A batch with an event that filling would
-    /// change (no hops, no time, …) or a receiving topic prefix takes the decoding path.
+    /// change (no hops, no time, …) or a receiving topic template takes the decoding path.
     public func publish(encoded envelopes: [EventEnvelope], from peer: String,
                         completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {
-        guard options.topicPrefix.isEmpty, envelopes.allSatisfy(\.isFilled) else {
+        guard mapping == nil, envelopes.allSatisfy(\.isFilled) else {
             var events: [Event] = []
             events.reserveCapacity(envelopes.count)
             for envelope in envelopes {
@@ -371,7 +387,7 @@ public final class BridgeIngressService: BridgeIngress {
         return ["type": "meshgate-ingress", "site": site, "received": received.load(ordering: .relaxed),
                 "stored": storedCount.load(ordering: .relaxed), "duplicates": duplicates.load(ordering: .relaxed),
                 "loops": loops.load(ordering: .relaxed), "contended": contended.load(ordering: .relaxed),
-                "dedupe_ids": ids]
+                "dedupe_ids": ids, "topic": options.topic?.description ?? "{topic}"]
     }
 }
 

@@ -16,12 +16,15 @@ struct ConnectorRuntimes: Sendable {
     /// hands bridge connections to it.
     let bridgeIngress: BridgeIngressService
 
-    init(site: String, dataDirectory: String, webhookThreads: Int, log: DurableLog, broker: Broker, registry: ConnectorRegistry) {
+    init(site: String, dataDirectory: String, webhookThreads: Int, bridgeTopic: BridgeTopicTemplate?, log: DurableLog, broker: Broker,
+         registry: ConnectorRegistry) {
         mqtt = MQTTConnectors(broker: broker, logger: Logger(label: "meshgate.mqtt"))
         registry.register(.mqtt, mqtt) { [mqtt] in mqtt.status.map(Self.describe) }
         webhooks = WebhookConnectors(logger: Logger(label: "meshgate.webhook"), threads: webhookThreads)
         registry.register(.webhook, webhooks) { [webhooks] in webhooks.status.map(Self.describe) }
-        let ingress = BridgeIngressService(site: site, broker: broker, dataDirectory: dataDirectory)
+        var ingressOptions = BridgeIngressService.Options()
+        ingressOptions.topic = bridgeTopic
+        let ingress = BridgeIngressService(site: site, broker: broker, dataDirectory: dataDirectory, options: ingressOptions)
         let bridges = BridgeConnector(site: site, log: log)
         registry.register(.meshgate, bridges) { bridges.status() + [ingress.status()] }
         self.bridges = bridges

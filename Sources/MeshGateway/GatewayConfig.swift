@@ -1,5 +1,6 @@
 import Foundation
 import MeshAuth
+import MeshBridge
 import MeshCore
 import MeshLog
 import MeshNet
@@ -99,6 +100,8 @@ public struct GatewayConfig: Sendable, Equatable {
     /// libcurl threads of the webhook connectors (each with its own multi handle and connection
     /// cache; an endpoint's `concurrency` is split among them).
     public var webhookThreads = GatewayConfig.defaultWebhookThreads
+    /// The topic events that other sites bridge here are stored under; nil keeps their topic.
+    public var bridgeTopic: BridgeTopicTemplate?
 
     /// Two where there are two cores or more: one thread of libcurl saturates a core at about a
     /// third of what the same receiver answers, and a second one takes the rest of the machine.
@@ -260,6 +263,16 @@ public struct GatewayConfig: Sendable, Equatable {
             guard let n = Int(v), n >= 1, n <= 64 else { return "\"\(v)\" is not a count from 1 to 64" }
             c.webhookThreads = n
             return nil
+        },
+        Setting(key: "bridge_topic", env: "MESHGATE_BRIDGE_TOPIC", flag: "--bridge-topic",
+                help: "topic of events other sites bridge here: {topic}, {peer} (the sending site), {origin} (the first hop) and text; default {topic}") { c, v in
+            do throws(BridgeTopicTemplateError) {
+                let template = try BridgeTopicTemplate(parsing: v)
+                c.bridgeTopic = template.isIdentity ? nil : template
+                return nil
+            } catch {
+                return error.reason
+            }
         },
         Setting(key: "metrics", env: "MESHGATE_METRICS", flag: "--metrics", help: "on or off: GET /metrics and the metrics it needs; default on") { c, v in
             guard let b = parseBool(v) else { return "\"\(v)\" is not on or off" }

@@ -48,8 +48,8 @@ public final class RoutingControl: AdminSource {
     init(config: GatewayConfig, log: DurableLog, broker: Broker, status: NodeStatus, logger: Logger) {
         let connectors = ConnectorRegistry()
         self.registry = connectors
-        runtimes = ConnectorRuntimes(site: config.node, dataDirectory: config.dataDirectory, webhookThreads: config.webhookThreads, log: log,
-                                     broker: broker, registry: connectors)
+        runtimes = ConnectorRuntimes(site: config.node, dataDirectory: config.dataDirectory, webhookThreads: config.webhookThreads,
+                                     bridgeTopic: config.bridgeTopic, log: log, broker: broker, registry: connectors)
         self.status = status
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: config.routesDirectory, isDirectory: &isDirectory), isDirectory.boolValue {

@@ -63,6 +63,11 @@ struct Serve: AsyncParsableCommand {
     var metrics: String?
     @Option(help: "on or off: require a bearer token or JWT and apply the ACLs of the config file's auth: section (env MESHGATE_AUTH). Default off.")
     var auth: String?
+    @Option(name: .customLong("webhook-threads"), help: "libcurl threads of the webhook connectors (env MESHGATE_WEBHOOK_THREADS). Default 2 (1 on one core).")
+    var webhookThreads: String?
+    @Option(name: .customLong("bridge-topic"),
+            help: "Topic of events other sites bridge here, a template of {topic}, {peer} (the sending site), {origin} (the first hop) and text, e.g. from/{peer}/{topic} (env MESHGATE_BRIDGE_TOPIC). Default {topic}.")
+    var bridgeTopic: String?
     @Flag(help: "Allow listening beyond loopback with authentication off (env MESHGATE_ALLOW_INSECURE_REMOTE).")
     var allowInsecureRemote = false
 
@@ -92,6 +97,8 @@ struct Serve: AsyncParsableCommand {
         flags["--log-format"] = logFormat
         flags["--metrics"] = metrics
         flags["--auth"] = auth
+        flags["--webhook-threads"] = webhookThreads
+        flags["--bridge-topic"] = bridgeTopic
         if allowInsecureRemote { flags["--allow-insecure-remote"] = "true" }
         let settings: GatewayConfig
         do {

@@ -9,13 +9,7 @@ import Testing
 /// Real `meshgate serve` sites on loopback, bridged by route files; every process started is stopped.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct BridgeProcessTests {
     @Test func forwardsEverythingExactlyOnceAcrossAFifteenSecondOutageOfTheReceiver() async throws {
-        let root = try temporaryRoot("outage")
-        let b = try Site("site-b", root: root)
-        let a = try Site("site-a", root: root)
-        try a.route(to: [("site-b", b.tcpPort)])
-        try b.route(to: [])
-        try await b.start()
-        try await a.start()
+        let (a, b) = try await startedPair("outage")
         defer { Task { await a.stop(); await b.stop() } }
         try await a.publish(count: 5_000)
         await b.kill9()                      // mid-forward: A keeps publishing into its log
@@ -32,13 +26,7 @@ import Testing
     }
 
     @Test func aKillNineOfTheSenderMidForwardLosesAndDuplicatesNothing() async throws {
-        let root = try temporaryRoot("kill-a")
-        let b = try Site("site-b", root: root)
-        let a = try Site("site-a", root: root)
-        try a.route(to: [("site-b", b.tcpPort)])
-        try b.route(to: [])
-        try await b.start()
-        try await a.start()
+        let (a, b) = try await startedPair("kill-a")
         defer { Task { await a.stop(); await b.stop() } }
         for round in 0..<3 {
             try await a.publish(count: 10_000, tag: "r\(round)-")
@@ -102,6 +90,20 @@ import Testing
         #expect(events.count == total)
         #expect(r.missing == 0 && r.duplicates == 0 && r.outOfOrder == 0, "\(r)")
         #expect(proxy.accepted >= 4, "the faults broke the link and A reconnected (\(proxy.accepted) connections)")
+        await a.stop(); await b.stop()
+    }
+
+    /// The receiving site's `--bridge-topic` stores each neighbour's events apart, with hop lists
+    /// and exactly-once as without it; its own topics of that name stay empty.
+    @Test func aReceivingTopicTemplateKeepsEachSendersEventsApart() async throws {
+        let (a, b) = try await startedPair("bridge-topic", receiverArguments: ["--bridge-topic", "from/{peer}/{topic}"])
+        defer { Task { await a.stop(); await b.stop() } }
+        try await a.publish(count: 2_000)
+        let events = try await b.collect("from/site-a/orders/#", expected: 2_000)
+        #expect(events.count == 2_000)
+        #expect(verifyExactlyOnce(events, count: 2_000) == (0, 0, 0))
+        #expect(events.allSatisfy { $0.topic.name == "from/site-a/orders/new" && $0.hops == ["site-a", "site-b"] })
+        #expect(try await b.collect("orders/#", expected: 0, quiet: .seconds(1)).isEmpty)
         await a.stop(); await b.stop()
     }
 

@@ -19,7 +19,7 @@ import Testing
         let broker: Broker
         let ingress: BridgeIngressService
 
-        init(_ label: String, durability: Durability = .none) throws {
+        init(_ label: String, durability: Durability = .none, topic: BridgeTopicTemplate? = nil) throws {
             root = try temporaryRoot(label)
             var o = LogOptions()
             o.retentionCheckMicros = nil
@@ -30,7 +30,9 @@ import Testing
             var b = BrokerOptions()
             b.node = "site-b"
             broker = Broker(log: log, options: b, logger: quiet)
-            ingress = BridgeIngressService(site: "site-b", broker: broker, dataDirectory: root, logger: quiet)
+            var options = BridgeIngressService.Options()
+            options.topic = topic
+            ingress = BridgeIngressService(site: "site-b", broker: broker, dataDirectory: root, options: options, logger: quiet)
         }
 
         func publish(_ events: [Event], encoded: Bool) async throws -> [MeshWire.PublishReceipt] {
@@ -179,6 +181,39 @@ import Testing
         #expect([answers[3], answers[6]].allSatisfy { $0 != .duplicate && $0 != .loop })
         let stored = try ["orders/new", "orders/ü/0"].flatMap { try receiver.stored($0).joined() }.map { try EventCodec.decode($0).id }
         #expect(Set(stored) == Set([a1, c1, a2, c2].map(\.id)) && stored.count == 4)
+    }
+
+    /// A receiving topic template places each event by its topic, the sending site and its
+    /// origin; an event it cannot place refuses its batch whole, before any id goes in flight.
+    @Test func aReceivingTopicTemplatePlacesEachEventAndRefusesWhatItCannotPlace() async throws {
+        let receiver = try Receiver("mapped", topic: try BridgeTopicTemplate(parsing: "from/{peer}/{origin}/{topic}"))
+        defer { receiver.close() }
+        let events = try Self.forwarded(12)
+        let answers = try await receiver.publish(events, encoded: true)
+        #expect(answers.allSatisfy { $0 != .duplicate && $0 != .loop })
+        // Events 0 and 6 come from site-c; 0 and 7 have topics orders/ü/0 and orders/ü/1.
+        let expected = ["from/site-a/site-a/orders/new": 9, "from/site-a/site-a/orders/ü/1": 1,
+                        "from/site-a/site-c/orders/new": 1, "from/site-a/site-c/orders/ü/0": 1]
+        for (topic, count) in expected {
+            let stored = try receiver.stored(topic).joined().map { try EventCodec.decode($0) }
+            #expect(stored.count == count, "\(topic)")
+            #expect(stored.allSatisfy { $0.hops.last == "site-b" && $0.topic.name == topic })
+        }
+        #expect(try receiver.stored("orders/new").isEmpty)
+        // The same ids again, under the template: duplicates, stored nowhere else.
+        #expect(try await receiver.publish(events, encoded: true).allSatisfy { $0 == .duplicate })
+        // An origin that is no topic level ("a+b") refuses the batch; its ids stay free, so the
+        // batch without that event stores the rest.
+        var fresh = try Self.forwarded(3)
+        fresh[1].hops = ["a+b", "site-a"]
+        do {
+            _ = try await receiver.publish(fresh, encoded: true)
+            Issue.record("a batch with an unplaceable event was taken")
+        } catch let error as WireError {
+            #expect(error.code == .invalidTopic && error.message.contains("from/{peer}/{origin}/{topic}"), "\(error.message)")
+        }
+        let rest = try await receiver.publish([fresh[0], fresh[2]], encoded: true)
+        #expect(rest.allSatisfy { $0 != .duplicate && $0 != .loop })
     }
 
     @Test func anEventFillingWouldChangeTakesTheDecodingPath() async throws {

@@ -113,6 +113,20 @@ final class Site: @unchecked Sendable {
     }
 }
 
+/// Two sites started on loopback, A forwarding `orders/#` to B; `receiverArguments` go to B's
+/// `serve`. The caller stops both.
+func startedPair(_ label: String, receiverArguments: [String] = []) async throws -> (a: Site, b: Site) {
+    let root = try temporaryRoot(label)
+    let b = try Site("site-b", root: root)
+    b.extraArguments = receiverArguments
+    let a = try Site("site-a", root: root)
+    try a.route(to: [("site-b", b.tcpPort)])
+    try b.route(to: [])
+    try await b.start()
+    try await a.start()
+    return (a, b)
+}
+
 /// Checks that `events` hold each of `expected` ids once, and per key in publish order.
 func verifyExactlyOnce(_ events: [Event], count: Int) -> (missing: Int, duplicates: Int, outOfOrder: Int) {
     var seen = Set<String>()

@@ -23,6 +23,13 @@ import Testing
         #expect(d.webhookThreads == min(2, ProcessInfo.processInfo.activeProcessorCount))
         #expect(try GatewayConfig.load(environment: ["MESHGATE_WEBHOOK_THREADS": "3"]).webhookThreads == 3)
         #expect(throws: ConfigError.self) { try GatewayConfig.load(flags: ["--webhook-threads": "0"], environment: [:]) }
+        // The receiving topic of bridged events: `{topic}` (the default) keeps it.
+        #expect(d.bridgeTopic == nil)
+        #expect(try GatewayConfig.load(flags: ["--bridge-topic": "{topic}"], environment: [:]).bridgeTopic == nil)
+        #expect(try GatewayConfig.load(environment: ["MESHGATE_BRIDGE_TOPIC": "from/{peer}/{topic}"]).bridgeTopic?.description == "from/{peer}/{topic}")
+        do { _ = try GatewayConfig.load(flags: ["--bridge-topic": "from/{site}/{topic}"], environment: [:]); Issue.record("accepted {site}") } catch {
+            #expect(error.message == "--bridge-topic: unknown placeholder {site}; use {topic}, {peer} or {origin}", "\(error.message)")
+        }
     }
 
     @Test func errorsNameTheirSource() throws {
@@ -175,6 +182,37 @@ import Testing
         let elsewhere = bindings.filter { parts($0).map { !$0.to.contains("libmimalloc.so") } ?? true }
         #expect(elsewhere.isEmpty, "malloc or free bound outside mimalloc:\n\(elsewhere.joined(separator: "\n"))")
         #expect(bindings.contains { parts($0)?.from.contains("libc.so") == true }, "libc's own allocations go through mimalloc")
+    }
+
+    /// Every setting has its `serve` flag (docs/operations.md lists them all): a flag the command
+    /// does not declare is refused as an unknown option, and one it declares but does not pass on
+    /// lets a bad value through. So each flag, given a value its setting refuses, must be refused
+    /// by name; the one switch, `--allow-insecure-remote`, must start the server.
+    @Test func serveTakesEverySettingsFlag() async throws {
+        let dir = ScratchDirectory()
+        let anyText: Set<String> = ["data", "routes", "tls_cert", "tls_key", "tls_client_ca"]
+        for setting in GatewayConfig.settings {
+            var arguments = ["serve", setting.flag]
+            if setting.key != "allow_insecure_remote" { arguments.append(anyText.contains(setting.key) ? "" : "{bad value}") }
+            for (flag, value) in [("--http", "127.0.0.1:0"), ("--tcp", "127.0.0.1:0"), ("--data", dir.path + "/data")] where flag != setting.flag {
+                arguments += [flag, value]
+            }
+            let run = try Child(arguments)
+            if setting.key == "allow_insecure_remote" {
+                _ = try await run.httpPort()
+                #expect(await run.terminate() == 0)
+                continue
+            }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while run.child.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            guard !run.child.isRunning else {
+                _ = await run.terminate()
+                Issue.record("\(setting.flag) with a bad value started the server")
+                continue
+            }
+            #expect(await run.exit() == 2, "\(setting.flag)")
+            #expect(run.output.contains("\(setting.flag): "), "\(setting.flag) was not refused by name: \(run.output.prefix(300))")
+        }
     }
 
     @Test func usageAndConfigurationErrorsExitWith2() async throws {
