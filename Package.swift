@@ -92,7 +92,7 @@ let package = Package(
         // The webhook connector: CloudEvents over HTTP POST on libcurl's multi interface, Standard
         // Webhooks signatures, retry classification for the route's delivery policy.
         .target(name: "MeshWebhook", dependencies: [
-            "MeshCore", "MeshRouting", "CCurl", "CCurlShims", "CMeshSupport",
+            "MeshCore", "MeshRouting", "CCurl", "CCurlShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The benchmark harness shared by every load generator (counters, HDR latency, the JSON a run

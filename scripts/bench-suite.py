@@ -711,11 +711,7 @@ class Suite:
         log("bridge: local TCP publish on a topic that is not forwarded")
         local = self.mesh_publish(a, producers, size, "local/bench")
         log("bridge: steady forwarding")
-        started = time.monotonic()
-        self.mesh_publish(a, producers, size, "orders/steady")
-        published = topic_end(a, "orders/steady")
-        arrived = wait_topic(b, "orders/steady", published, timeout=300)
-        steady = published / (arrived - started)
+        steady, published, steady_seconds = self.forwarded(a, b, producers, size, "orders/steady")
         # No target: with the publishers and both sites on the same CPUs, B's storing of every event
         # takes from A's publishers (docs/bridging.md, "Performance"); the per-CPU figure below has it.
         self.figure("bridge.steady-vs-publish", "cross-site", f"events forwarded A → B while published on A, every process "
@@ -736,7 +732,7 @@ class Suite:
         curve = []
         done = wait_topic(b, "orders/backlog", backlog, timeout=600, samples=curve)
         catch_up = backlog / (done - restarted)
-        self.raw["bridge"] = {"local": local, "steady_published": published, "steady_seconds": arrived - started,
+        self.raw["bridge"] = {"local": local, "steady_published": published, "steady_seconds": steady_seconds,
                               "outage_s": outage, "backlog": backlog, "catch_up_s": done - restarted,
                               "offered_per_s": offered, "catch_up_curve": curve}
         self.figure("bridge.catch-up-vs-backlog-rate", "cross-site",
@@ -745,6 +741,15 @@ class Suite:
         PROCS.stop(a)
         PROCS.stop(b)
         self.bridge_per_core(size, producers)
+
+    def forwarded(self, a, b, producers, size, topic, cpu=None):
+        """Publishes on site A into a forwarded topic; returns events/s from the start of publishing
+        until B held every one, the events published and those seconds."""
+        started = time.monotonic()
+        self.mesh_publish(a, producers, size, topic, cpu=cpu)
+        published = topic_end(a, topic)
+        seconds = wait_topic(b, topic, published, timeout=300) - started
+        return published / seconds, published, seconds
 
     def bridge_per_core(self, size, producers):
         """Steady forwarding with each site on a CPU of its own, as sites on machines of their own
@@ -769,11 +774,7 @@ class Suite:
             if kind == "local":
                 local.append(self.mesh_publish(a, producers, size, f"local/own-cpu-{r}", cpu=a_cpu)["per_second"])
                 continue
-            topic = f"orders/own-cpu-{r}"
-            started = time.monotonic()
-            self.mesh_publish(a, producers, size, topic, cpu=a_cpu)
-            published = topic_end(a, topic)
-            forwarded.append(published / (wait_topic(b, topic, published, timeout=300) - started))
+            forwarded.append(self.forwarded(a, b, producers, size, f"orders/own-cpu-{r}", cpu=a_cpu)[0])
         PROCS.stop(a)
         PROCS.stop(b)
         self.raw["bridge"]["per_cpu"] = {"cpus": [a_cpu, b_cpu], "local_per_s": local, "forwarded_per_s": forwarded}

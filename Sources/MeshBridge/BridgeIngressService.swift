@@ -38,6 +38,8 @@ public final class BridgeIngressService: BridgeIngress {
     public let site: String
     let broker: Broker
     let options: Options
+    /// The receiving topic template, nil when it keeps the topic (`{topic}`).
+    private let mapping: BridgeTopicTemplate?
     let logger: Logger
     let path: String
 
@@ -68,6 +70,7 @@ public final class BridgeIngressService: BridgeIngress {
         self.site = site
         self.broker = broker
         self.options = options
+        mapping = options.topic.flatMap { $0.isIdentity ? nil : $0 }
         self.logger = logger
         let dir = dataDirectory + "/bridge"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -117,11 +120,6 @@ public final class BridgeIngressService: BridgeIngress {
     }
 
     // MARK: Ingress
-
-    /// The receiving topic template, nil when it keeps the topic (`{topic}`).
-    private var mapping: BridgeTopicTemplate? {
-        options.topic.flatMap { $0.isIdentity ? nil : $0 }
-    }
 
     public func publish(_ events: [Event], from peer: String,
                         completion: @escaping @Sendable (Result<[MeshWire.PublishReceipt], WireError>) -> Void) {

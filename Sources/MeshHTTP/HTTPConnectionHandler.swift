@@ -473,10 +473,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         // response leaves it as it was.
         if keepAlive, let inbox, let deadlines, deadlines.attached {
             if case .closed = state { return }
-            deadlines.responseEnded()
-            if case .discarding = state {} else { state = .idle }
-            deadlines.writeAnswer(inbox.okJSONAnswer(json, allocator: context.channel.allocator))
-            if !pending.isEmpty { takeUpPending(context: context) }
+            endKeepAliveAnswer(context: context) {
+                deadlines.writeAnswer(inbox.okJSONAnswer(json, allocator: context.channel.allocator))
+            }
             return
         }
         respond(context: context, status: .ok, contentType: "application/json", body: json)
@@ -504,18 +503,24 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         var buffer = context.channel.allocator.buffer(capacity: body.count)
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        deadlines?.responseEnded()
         if keepAlive {
-            // A request answered before its end was read keeps discarding until its end; otherwise
-            // the next pending request, if any, is taken up once the end is written.
-            if case .discarding = state {} else { state = .idle }
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            if !pending.isEmpty { takeUpPending(context: context) }
+            endKeepAliveAnswer(context: context) { context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil) }
         } else {
+            deadlines?.responseEnded()
             state = .closed
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         }
+    }
+
+    /// The last write of a keep-alive answer (`finish`), with what answering frees: a request
+    /// answered before its end was read keeps discarding until its end; otherwise the connection is
+    /// idle again, and the next pending request, if any, is taken up once the answer is written.
+    private func endKeepAliveAnswer(context: ChannelHandlerContext, _ finish: () -> Void) {
+        deadlines?.responseEnded()
+        if case .discarding = state {} else { state = .idle }
+        finish()
+        if !pending.isEmpty { takeUpPending(context: context) }
     }
 }

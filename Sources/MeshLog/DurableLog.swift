@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CMeshSupport
 import Foundation
 import Logging
 import MeshCore
@@ -236,8 +235,7 @@ final class RetentionTask: @unchecked Sendable {
     init(intervalMicros: Int64) { self.intervalMicros = intervalMicros }
 
     func start(_ body: @escaping @Sendable () -> Void) {
-        let thread = Thread { [self] in
-            mesh_name_thread("mg-log-retain")
+        startThread(named: "mg-log-retain") { [self] in
             while true {
                 condition.lock()
                 if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Double(intervalMicros) / 1e6)) }
@@ -248,8 +246,6 @@ final class RetentionTask: @unchecked Sendable {
             }
             finished.signal()
         }
-        thread.name = "mg-log-retain"
-        thread.start()
     }
 
     func stop() {

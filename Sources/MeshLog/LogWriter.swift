@@ -1,6 +1,6 @@
-import CMeshSupport
 import Foundation
 import Logging
+import MeshCore
 
 /// The one thread that writes records to segment files. Producers put a partition in its queue
 /// when they add the partition's first pending append; the thread takes every queued partition,
@@ -16,12 +16,7 @@ final class LogWriter: @unchecked Sendable {
 
     func start() {
         started = true
-        let thread = Thread { [self] in
-            mesh_name_thread("mg-log-writer")
-            run()
-        }
-        thread.name = "mg-log-writer"
-        thread.start()
+        startThread(named: "mg-log-writer") { [self] in run() }
     }
 
     func enqueue(_ partition: PartitionLog) {
@@ -96,12 +91,7 @@ final class LogSyncer: @unchecked Sendable {
 
     func start() {
         started = true
-        let thread = Thread { [self] in
-            mesh_name_thread("mg-log-sync")
-            run()
-        }
-        thread.name = "mg-log-sync"
-        thread.start()
+        startThread(named: "mg-log-sync") { [self] in run() }
     }
 
     func submit(_ job: SyncJob) {

@@ -3,6 +3,7 @@ import CMosquitto
 import CMosquittoLoader
 import Foundation
 import Logging
+import MeshCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -120,13 +121,7 @@ final class MQTTClient: @unchecked Sendable {
 
     func start() {
         // The kernel keeps the first 15 bytes of a thread's name: "mg-mqtt-" and 7 of the connector's.
-        let threadName = "mg-mqtt-\(name)"
-        let thread = Thread { [self] in
-            mesh_name_thread(threadName)
-            self.run()
-        }
-        thread.name = threadName
-        thread.start()
+        startThread(named: "mg-mqtt-\(name)") { [self] in self.run() }
     }
 
     /// Disconnects cleanly (unless a burst could not be stored), stops the loop and frees the handle.

@@ -1,7 +1,7 @@
 import CCurl
 import CCurlShims
-import CMeshSupport
 import Foundation
+import MeshCore
 import Synchronization
 
 /// One HTTP POST, as the curl thread needs it. Built on the caller's task.
@@ -198,12 +198,7 @@ final class CurlThread: Sendable {
         guard let events = mesh_curl_events_create(multi) else { fatalError("cannot create the webhook thread's epoll and eventfd descriptors") }
         self.events = events
         let m = UnsafeSendable(multi)
-        let thread = Thread { [self] in
-            mesh_name_thread(name)
-            run(m.value)
-        }
-        thread.name = name
-        thread.start()
+        startThread(named: name) { [self] in run(m.value) }
     }
 
     /// curl_global_init is not thread-safe: run it once, before any handle exists.

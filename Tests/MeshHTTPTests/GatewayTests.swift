@@ -203,9 +203,7 @@ import Testing
                 #expect(await run.terminate() == 0)
                 continue
             }
-            let deadline = ContinuousClock.now + .seconds(20)
-            while run.child.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            guard !run.child.isRunning else {
+            guard await eventually(20, { !run.child.isRunning }) else {
                 _ = await run.terminate()
                 Issue.record("\(setting.flag) with a bad value started the server")
                 continue
