@@ -49,7 +49,9 @@ public final class MQTTConnectors: DestinationProvider, Sendable {
 
     public func destination(for connector: ConnectorSpec, route: Route, spec: DestinationSpec) -> (any Destination)? {
         guard connector.kind == .mqtt else { return nil }
-        guard ensureRuntime(connector) != nil else { return nil }
+        // `apply(_:)` sees every table before the route engine asks for its destinations, so the
+        // runtime is normally there already, with its ingress routes; one started here has none.
+        guard ensureRuntime(connector, routes: [], filters: []) != nil else { return nil }
         return MQTTDestination(connectors: self, name: connector.name)
     }
 
@@ -58,8 +60,12 @@ public final class MQTTConnectors: DestinationProvider, Sendable {
     }
 
     /// The running runtime for `spec`, started (or restarted when its options changed) as needed.
+    ///
+    /// A new runtime knows its ingress `routes` and subscription `filters` before its client starts:
+    /// a persistent session hands over its queued and unacknowledged messages right after CONNACK,
+    /// and an ingress without routes would acknowledge them as unrouted, losing them.
     @discardableResult
-    private func ensureRuntime(_ spec: ConnectorSpec) -> Runtime? {
+    private func ensureRuntime(_ spec: ConnectorSpec, routes: [Route], filters: Set<String>) -> Runtime? {
         let settings: MQTTSettings
         do { settings = try MQTTSettings(spec) } catch {
             state.withLock { $0.invalid[spec.name] = (spec, error.message) }
@@ -77,8 +83,9 @@ public final class MQTTConnectors: DestinationProvider, Sendable {
             if let existing = s.runtimes[spec.name], existing.spec.url == spec.url, existing.spec.options == spec.options {
                 return (existing, nil)
             }
-            let ingress = MQTTIngress(connector: spec.name, broker: broker, logger: logger)
+            let ingress = MQTTIngress(connector: spec.name, broker: broker, routes: routes, logger: logger)
             let client = MQTTClient(name: spec.name, settings: settings, sink: ingress, logger: logger)
+            client.setSubscriptions(filters)
             let fresh = Runtime(spec: spec, settings: settings, client: client, ingress: ingress)
             let old = s.runtimes[spec.name]
             s.runtimes[spec.name] = fresh
@@ -111,8 +118,12 @@ public final class MQTTConnectors: DestinationProvider, Sendable {
         }
         var retired: [Runtime] = []
         for name in used.sorted() {
-            guard let spec = table.connectors[name], let runtime = ensureRuntime(spec) else { continue }
             let routes = ingress[name] ?? []
+            var filters: Set<String> = []
+            for r in routes {
+                if case .connector(_, let filter) = r.source { filters.insert(filter.text) }
+            }
+            guard let spec = table.connectors[name], let runtime = ensureRuntime(spec, routes: routes, filters: filters) else { continue }
             var problems: [String] = []
             for r in routes {
                 for d in r.destinations {
@@ -125,10 +136,6 @@ public final class MQTTConnectors: DestinationProvider, Sendable {
             for p in problems { logger.error("mqtt \(name): \(p)") }
             runtime.ingress.setRoutes(routes)
             runtime.ingressRoutes.withLock { $0 = routes.map(\.name) }
-            var filters: Set<String> = []
-            for r in routes {
-                if case .connector(_, let filter) = r.source { filters.insert(filter.text) }
-            }
             runtime.client.setSubscriptions(filters)
         }
         state.withLock { s in

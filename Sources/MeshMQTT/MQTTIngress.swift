@@ -20,7 +20,7 @@ final class MQTTIngress: MQTTMessageSink {
     let connector: String
     private let broker: Broker
     private let logger: Logger
-    private let routes = Mutex<[Route]>([])
+    private let routes: Mutex<[Route]>
     private let stopping = Atomic<Bool>(false)
     let counters = Counters()
 
@@ -31,9 +31,12 @@ final class MQTTIngress: MQTTMessageSink {
         let droppedProperties = Atomic<Int>(0)
     }
 
-    init(connector: String, broker: Broker, logger: Logger) {
+    /// `routes` from the start: a message stored before them would count as unrouted and be
+    /// acknowledged, and so lost.
+    init(connector: String, broker: Broker, routes: [Route], logger: Logger) {
         self.connector = connector
         self.broker = broker
+        self.routes = Mutex(routes)
         self.logger = logger
     }
 

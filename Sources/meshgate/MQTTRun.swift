@@ -11,7 +11,7 @@ import MeshRouting
 /// Runs the log, the broker, the route engine and the MQTT connectors on a data directory until
 /// SIGTERM/SIGINT, for process-level tests (kill -9 during ingress, broker outages) and the
 /// edge-devices example. Prints `ready`, then one line per connector status change:
-/// `connector <name> state=<state> stored=N published=N attempts=N error=<last error>`. Hidden: a testing tool.
+/// `connector <name> state=<state> stored=N unrouted=N published=N attempts=N error=<last error>`. Hidden: a testing tool.
 struct MQTTRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mqtt-run", abstract: "Route with MQTT connectors (testing tool).", shouldDisplay: false)
 
@@ -48,7 +48,7 @@ struct MQTTRun: AsyncParsableCommand {
             while !Task.isCancelled {
                 for s in mqtt.status {
                     let c = s.connection
-                    let line = "connector \(s.name) state=\(c.state.rawValue) stored=\(c.stored) published=\(c.published) attempts=\(c.failedAttempts) error=\(c.lastError ?? "-")"
+                    let line = "connector \(s.name) state=\(c.state.rawValue) stored=\(c.stored) unrouted=\(s.unrouted) published=\(c.published) attempts=\(c.failedAttempts) error=\(c.lastError ?? "-")"
                     if last[s.name] != line {
                         last[s.name] = line
                         say(line)

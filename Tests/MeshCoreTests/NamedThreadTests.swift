@@ -1,24 +1,15 @@
 import Foundation
 import MeshCore
 import MeshTestSupport
-import Synchronization
 import Testing
 
 @Suite struct NamedThreadTests {
     /// A thread carries its name by the time `startThread(named:)` returns: before, the log's
-    /// retention thread was sometimes still anonymous when a test (or an operator) looked. Two
-    /// threads keep every CPU busy meanwhile, so a new thread that named itself only once it ran
-    /// would often not have run yet.
+    /// retention thread was sometimes still anonymous when a test (or an operator) looked. Every CPU
+    /// is kept busy meanwhile, so a new thread that named itself only once it ran would often not
+    /// have run yet.
     @Test func aThreadIsNamedWhenItsStartReturns() {
-        let spinning = Atomic<Bool>(true)
-        let spinners = DispatchGroup()
-        for _ in 0..<ProcessInfo.processInfo.activeProcessorCount {
-            spinners.enter()
-            Thread {
-                while spinning.load(ordering: .relaxed) {}
-                spinners.leave()
-            }.start()
-        }
+        let busy = BusyCPUs()
         let release = DispatchSemaphore(value: 0)
         let finished = DispatchGroup()
         var missing: [String] = []
@@ -31,8 +22,7 @@ import Testing
             }
             if !threadNames().contains(name) { missing.append(name) }
         }
-        spinning.store(false, ordering: .relaxed)
-        spinners.wait()
+        busy.stop()
         for _ in 0..<40 { release.signal() }
         finished.wait()
         #expect(missing.isEmpty, "threads still anonymous after their start returned: \(missing)")

@@ -241,6 +241,51 @@ struct EdgeSetup {
         await gw.stop()
     }
 
+    /// A persistent session hands over what waited for it (queued messages, and those in flight
+    /// when the last connection ended) right after CONNACK. The connector's ingress must know its
+    /// routes before its client starts: before, the client started first, and a backlog that
+    /// arrived before `apply` reached the routes was acknowledged as unrouted and lost (20 messages,
+    /// mosquitto's in-flight window, in a kill -9 test under load). Every CPU is kept busy while
+    /// the gateway starts, so the thread applying the table waits for a time slice right after
+    /// starting the client, and the backlog is usually there first.
+    @Test func aSessionsBacklogIsStoredWhenTheConnectorStarts() async throws {
+        let dir = Scratch()
+        let broker = try Mosquitto(dir: dir.path + "/broker")
+        try broker.start()
+        let routes = """
+            version: 1
+            connectors:
+              edge: {type: mqtt, url: "mqtt://127.0.0.1:\(broker.port)", client_id: gw-backlog}
+            routes:
+              - name: in
+                from: {connector: edge, topic: "backlog/#"}
+                to: [{topic: "backlog"}]
+            """
+        var sent = 0
+        for round in 0..<6 {
+            let busy = BusyCPUs()
+            let gw = try await Gateway(dir: dir, routes: routes)
+            let connected = await gw.waitConnected("edge")
+            busy.stop()
+            #expect(connected, "round \(round): \(String(describing: gw.status("edge")?.connection))")
+            let expected = sent
+            let stored = await eventually(20) { ((try? events(gw.log, "backlog")) ?? []).count >= expected }
+            #expect(stored, "round \(round): \(((try? events(gw.log, "backlog")) ?? []).count) of \(expected) stored")
+            #expect(gw.status("edge")?.unrouted == 0, "round \(round): messages acknowledged as unrouted")
+            await gw.stop()
+            // The backlog for the next start: QoS 1, queued in the session while the gateway is away.
+            let lines = (0..<200).map { "m-\(sent + $0)" }.joined(separator: "\n") + "\n"
+            let (rc, out) = try run("/usr/bin/mosquitto_pub", ["-p", "\(broker.port)", "-q", "1", "-t", "backlog/r\(round)", "-l"], input: lines)
+            #expect(rc == 0, "\(out)")
+            sent += 200
+        }
+        let gw = try await Gateway(dir: dir, routes: routes)
+        #expect(await eventually(20) { ((try? events(gw.log, "backlog")) ?? []).count >= sent })
+        let payloads = try events(gw.log, "backlog").map { String(decoding: $0.data, as: UTF8.self) }
+        #expect(Set(payloads) == Set((0..<sent).map { "m-\($0)" }), "every queued message stored")
+        await gw.stop()
+    }
+
     @Test func settingsParseURLsAndOptions() throws {
         func spec(_ url: String, _ options: [String: String] = [:]) -> ConnectorSpec {
             ConnectorSpec(name: "edge", kind: .mqtt, url: url, options: options, redactedOptions: [:], location: SourceLocation(file: "r.yaml", line: 1, column: 1))

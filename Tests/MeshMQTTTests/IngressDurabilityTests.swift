@@ -42,6 +42,7 @@ import Testing
         let before = stored(gateway)
         _ = gateway.waitFor(30) { _ in stored(gateway) >= before + 2000 }
         gateway.kill9()
+        let killed = gateway
         try await Task.sleep(for: .milliseconds(300))
         gateway = try startMeshgate(data: data, routes: dir.path + "/routes")
         try #require(gateway.waitFor { $0.contains("state=connected") } != nil)
@@ -58,6 +59,11 @@ import Testing
         }
         gateway.terminate()
         #expect(gateway.output.last == "stopped")
+        // Every message here has its route: one counted unrouted was acknowledged and not stored.
+        for (run, child) in [("before the kill", killed), ("after the restart", gateway)] {
+            let unrouted = child.output.compactMap { l in l.split(separator: " ").first { $0.hasPrefix("unrouted=") }.flatMap { Int($0.dropFirst(9)) } }.max()
+            #expect(unrouted == 0, "messages acknowledged as unrouted \(run): \(child.output.suffix(3))")
+        }
 
         let log = try openLog(data)
         defer { log.close() }
