@@ -246,8 +246,9 @@ struct EdgeSetup {
     /// routes before its client starts: before, the client started first, and a backlog that
     /// arrived before `apply` reached the routes was acknowledged as unrouted and lost (20 messages,
     /// mosquitto's in-flight window, in a kill -9 test under load). Every CPU is kept busy while
-    /// the gateway starts, so the thread applying the table waits for a time slice right after
-    /// starting the client, and the backlog is usually there first.
+    /// the gateway starts, which widens the gap between starting the client and the routes. In
+    /// one process that gap stays microseconds wide, so this test rarely sees the old order fail;
+    /// the process-level kill -9 test (IngressDurabilityTests, `unrouted=0`) is the one that did.
     @Test func aSessionsBacklogIsStoredWhenTheConnectorStarts() async throws {
         let dir = Scratch()
         let broker = try Mosquitto(dir: dir.path + "/broker")
