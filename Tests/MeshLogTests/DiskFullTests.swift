@@ -13,7 +13,7 @@ import Testing
         defer { _ = umount2(dir.path, Int32(MNT_DETACH)) }
         // A filler file we can delete later to give the space back.
         let filler = dir.path + "/filler"
-        FileManager.default.createFile(atPath: filler, contents: Data(count: 256 << 10))
+        try #require(FileManager.default.createFile(atPath: filler, contents: Data(count: 256 << 10)), "cannot create \(filler)")
 
         let log = try DurableLog(directory: dir.path + "/data", options: smallOptions(segmentBytes: 256 << 10), logger: quietLogger)
         defer { log.close() }

@@ -428,10 +428,10 @@ import Testing
         let server = try await TestServer()
         defer { server.remove() }
         let client = try await MeshClient.connect(port: server.port)
-        let sub = MeshSubscription(client: client, pattern: try pattern("race/#"), group: nil, start: .earliest, ackMode: .autoCommit, window: 8)
+        let sub = MeshSubscription(client: client, pattern: pattern("race/#"), group: nil, start: .earliest, ackMode: .autoCommit, window: 8)
         // The event loop's side first: SUBSCRIBED, then an event the consumer takes at once.
         sub.markSubscribed()
-        sub.enqueue(EventDelivery(subscriptionID: 1, partition: 0, offset: 0, event: Event(topic: try topic("race/a"), id: "r0", source: "t", type: "t")))
+        sub.enqueue(EventDelivery(subscriptionID: 1, partition: 0, offset: 0, event: Event(topic: topic("race/a"), id: "r0", source: "t", type: "t")))
         let first = try await sub.next()
         #expect(first?.event.id == "r0")
         // Then the subscribing task binds it to the connection.
