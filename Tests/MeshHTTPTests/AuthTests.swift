@@ -194,7 +194,7 @@ import Testing
     static func load(_ yaml: String, flags: [String: String] = [:]) throws(ConfigError) -> GatewayConfig {
         let dir = ScratchDirectory()
         let path = dir.path + "/meshgate.yaml"
-        FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8)), "cannot write \(path)")
         return try withExtendedLifetime(dir) { () throws(ConfigError) -> GatewayConfig in
             try GatewayConfig.load(flags: flags, environment: [:], configFile: path)
         }
@@ -279,7 +279,7 @@ import Testing
     @Test func serveEnforcesTheFileAndReloadsItOnSIGHUP() async throws {
         let dir = ScratchDirectory()
         let config = dir.path + "/meshgate.yaml"
-        FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: true).utf8))
+        try #require(FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: true).utf8)), "cannot write \(config)")
         // A routes directory, so that routing traps SIGHUP too and both reloads see it.
         try FileManager.default.createDirectory(atPath: dir.path + "/routes", withIntermediateDirectories: true)
         let hash = try await ChildProcess.run(meshgateBinary, ["auth", "hash-token", Self.writer])
@@ -305,7 +305,7 @@ import Testing
         #expect(anonymous.output.contains("authentication"), "\(anonymous.output)")
 
         // Remove the writer and reload.
-        FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: false).utf8))
+        try #require(FileManager.default.createFile(atPath: config, contents: Data(Self.yaml(writer: false).utf8)), "cannot write \(config)")
         serve.child.signal(SIGHUP)
         #expect(await serve.child.waitForOutput(containing: "reloaded auth"), "\(serve.output)")
         #expect(await serve.child.waitForOutput(containing: "SIGHUP: reloading routes"), "\(serve.output)")

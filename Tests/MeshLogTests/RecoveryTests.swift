@@ -25,7 +25,7 @@ import Testing
     private func edit(_ path: String, _ change: (inout [UInt8]) -> Void) {
         var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
         change(&bytes)
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "cannot write \(path)")
     }
 
     @Test func truncatedTailIsCutAtTheLastWholeRecord() async throws {

@@ -132,7 +132,7 @@ import Testing
         }
         var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
         bytes.removeLast(4)
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        try #require(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "cannot write \(path)")
         let offsets = try ConsumerOffsets(directory: dir.path + "/groups", maxRecordBytes: 1 << 20)
         #expect(offsets.committed(group: "g", topic: "t", partition: 0) == 5)
         try offsets.commitNow(group: "g", [GroupOffset(topic: "t", partition: 0, offset: 11)])
