@@ -15,7 +15,9 @@ import UnixSignals
 /// The composition root: the one place that knows every part. It opens the log, builds the
 /// broker over it, routing beside it and the listeners over the broker, and runs them as services of one
 /// `ServiceGroup`: started in that order, stopped in the reverse one on SIGTERM/SIGINT (or
-/// `shutdown()`), so listeners stop accepting and drain before the log is flushed and closed.
+/// `shutdown()`), so listeners stop accepting and drain before the log is flushed and closed. The
+/// route files load before the group starts, so the listeners never accept an event before its
+/// route exists.
 public final class Gateway: Sendable {
     public static let version = "0.1.0"
 
@@ -129,6 +131,10 @@ public final class Gateway: Sendable {
         logger.info("meshgate \(Self.version) starting", metadata: [
             "node": "\(config.node)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)", "topics": "\(log.topics.count)",
         ])
+        // The route files load before any listener accepts: an event accepted before its route
+        // existed would wait on a topic that the route's new cursor then starts after (`start:
+        // latest`), and never be routed. The listeners start with the service group, below.
+        await routing.reload()
         var services: [any Service] = [LogService(log: log, logger: logger), BridgeIngressCheckpoints(ingress: bridgeIngress),
                                        RoutingService(control: routing, logger: logger),
                                        AuthReloadService(access: access, configFile: config.configFile, logger: logger)]

@@ -138,8 +138,9 @@ public final class RoutingControl: AdminSource {
     }
 }
 
-/// Routing as a service: loads the routes, watches the directory, reloads on SIGHUP, and stops
-/// every delivery before the log closes.
+/// Routing as a service: watches the routes directory, reloads on SIGHUP, and stops every delivery
+/// before the log closes. The first table is loaded before the service group starts
+/// (`Gateway.run`), so no listener accepts an event before its route exists.
 struct RoutingService: Service {
     let control: RoutingControl
     let logger: Logger
@@ -149,7 +150,6 @@ struct RoutingService: Service {
             try? await gracefulShutdown()
             return
         }
-        await control.reload()
         manager.watch()
         let hangups = await Hangups.shared.subscribe()
         await withTaskGroup(of: Void.self) { group in

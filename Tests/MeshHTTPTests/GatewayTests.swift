@@ -126,6 +126,42 @@ import Testing
         #expect(await second.terminate() == 0)
     }
 
+    /// The route files load before the listeners accept anything. Before, the listeners and the
+    /// first route load started together: events published at once created their topic before
+    /// the route existed, the route's new cursor then started at the topic's end (`start:
+    /// latest`), and those acknowledged events were never routed (8 in a fault-injection run
+    /// under load, 350 ms between `listening` and `routes loaded`).
+    @Test func eventsPublishedAsSoonAsTheListenerIsUpAreRouted() async throws {
+        let dir = ScratchDirectory()
+        try FileManager.default.createDirectory(atPath: dir.path + "/routes", withIntermediateDirectories: true)
+        try """
+            version: 1
+            routes:
+              - name: copy
+                from: "early/#"
+                to: [{topic: "copied/{1}"}]
+            """.write(toFile: dir.path + "/routes/copy.yaml", atomically: true, encoding: .utf8)
+        let gateway = try Child(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--data", dir.path + "/data", "--routes", dir.path + "/routes"])
+        let port = try await gateway.httpPort()
+        let client = AdminClient(host: "127.0.0.1", port: port)
+        for i in 0..<20 {
+            let r = try await client.request(.POST, "/v1/publish/early/a", headers: [("ce-id", "e\(i)")], body: Array("event \(i)".utf8))
+            #expect(r.status == 200)
+        }
+        let loaded = try #require(gateway.output.range(of: "routes loaded"), "no routes loaded line: \(gateway.output)")
+        let listening = try #require(gateway.output.range(of: "listening http="))
+        #expect(loaded.lowerBound < listening.lowerBound, "the HTTP listener accepted before the routes loaded: \(gateway.output)")
+        var copied: [String] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while copied.count < 20 && ContinuousClock.now < deadline {
+            let r = try? await client.request(.GET, "/v1/fetch/copied/a?max=100")
+            copied = ((r.flatMap { try? json($0)["events"] as? [[String: Any]] }) ?? []).compactMap { $0["id"] as? String }
+            if copied.count < 20 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(copied == (0..<20).map { "e\($0)" }, "routed: \(copied)")
+        #expect(await gateway.terminate() == 0)
+    }
+
     @Test func libcurlAndLibmosquittoAreLoadedOnlyForTheirConnectors() async throws {
         // /proc files report a size of 0, so they are read to their end rather than by their size.
         func mapped(_ child: Child) throws -> String {
