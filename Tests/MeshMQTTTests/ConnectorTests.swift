@@ -265,7 +265,11 @@ struct EdgeSetup {
         var sent = 0
         for round in 0..<6 {
             let busy = BusyCPUs()
-            let gw = try await Gateway(dir: dir, routes: routes)
+            let gw: Gateway
+            do { gw = try await Gateway(dir: dir, routes: routes) } catch {
+                busy.stop()  // not left spinning under the tests that follow
+                throw error
+            }
             let connected = await gw.waitConnected("edge")
             busy.stop()
             #expect(connected, "round \(round): \(String(describing: gw.status("edge")?.connection))")
