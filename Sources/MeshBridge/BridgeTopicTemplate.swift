@@ -51,8 +51,8 @@ public struct BridgeTopicTemplate: Sendable, Equatable, CustomStringConvertible 
 
     /// The topic for an event of `topic` sent by `peer`, published at `origin`. Throws when the
     /// result is not a valid topic (a site name with `+` or `#`, a topic grown past the limit).
+    /// Callers skip an identity template (`isIdentity`) rather than render it per event.
     public func render(topic: Topic, peer: String, origin: String) throws(TopicError) -> Topic {
-        if isIdentity { return topic }
         var name = ""
         for part in parts {
             switch part {
