@@ -262,6 +262,7 @@ struct EdgeSetup {
                 from: {connector: edge, topic: "backlog/#"}
                 to: [{topic: "backlog"}]
             """
+        func storedCount(_ gw: Gateway) -> Int { ((try? events(gw.log, "backlog")) ?? []).count }
         var sent = 0
         for round in 0..<6 {
             let busy = BusyCPUs()
@@ -274,8 +275,8 @@ struct EdgeSetup {
             busy.stop()
             #expect(connected, "round \(round): \(String(describing: gw.status("edge")?.connection))")
             let expected = sent
-            let stored = await eventually(20) { ((try? events(gw.log, "backlog")) ?? []).count >= expected }
-            #expect(stored, "round \(round): \(((try? events(gw.log, "backlog")) ?? []).count) of \(expected) stored")
+            let stored = await eventually(20) { storedCount(gw) >= expected }
+            #expect(stored, "round \(round): \(storedCount(gw)) of \(expected) stored")
             #expect(gw.status("edge")?.unrouted == 0, "round \(round): messages acknowledged as unrouted")
             await gw.stop()
             // The backlog for the next start: QoS 1, queued in the session while the gateway is away.
@@ -285,7 +286,7 @@ struct EdgeSetup {
             sent += 200
         }
         let gw = try await Gateway(dir: dir, routes: routes)
-        #expect(await eventually(20) { ((try? events(gw.log, "backlog")) ?? []).count >= sent })
+        #expect(await eventually(20) { storedCount(gw) >= sent })
         let payloads = try events(gw.log, "backlog").map { String(decoding: $0.data, as: UTF8.self) }
         #expect(Set(payloads) == Set((0..<sent).map { "m-\($0)" }), "every queued message stored")
         await gw.stop()

@@ -31,9 +31,11 @@ import Testing
         let publisher = try Child(systemPython, [testClient, "publish", "--port", "\(broker.port)", "--count", "\(Self.count)",
                                                  "--rate", "2500", "--client-id", "pub-\(protocolVersion)", "--timeout", "90"])
         // A clean broker restart while messages flow.
-        func stored(_ c: Child) -> Int {
-            c.output.compactMap { l in l.split(separator: " ").first { $0.hasPrefix("stored=") }.flatMap { Int($0.dropFirst(7)) } }.max() ?? 0
+        /// The highest value of `name=N` in the gateway's status lines; nil before the first.
+        func counter(_ name: String, _ c: Child) -> Int? {
+            c.output.compactMap { l in l.split(separator: " ").first { $0.hasPrefix(name + "=") }.flatMap { Int($0.dropFirst(name.count + 1)) } }.max()
         }
+        func stored(_ c: Child) -> Int { counter("stored", c) ?? 0 }
         try #require(gateway.waitFor(30) { _ in stored(gateway) >= 1500 } != nil || stored(gateway) >= 1500, "no progress: \(gateway.output.suffix(3))")
         broker.stop()
         try await Task.sleep(for: .milliseconds(500))
@@ -61,8 +63,7 @@ import Testing
         #expect(gateway.output.last == "stopped")
         // Every message here has its route: one counted unrouted was acknowledged and not stored.
         for (run, child) in [("before the kill", killed), ("after the restart", gateway)] {
-            let unrouted = child.output.compactMap { l in l.split(separator: " ").first { $0.hasPrefix("unrouted=") }.flatMap { Int($0.dropFirst(9)) } }.max()
-            #expect(unrouted == 0, "messages acknowledged as unrouted \(run): \(child.output.suffix(3))")
+            #expect(counter("unrouted", child) == 0, "messages acknowledged as unrouted \(run): \(child.output.suffix(3))")
         }
 
         let log = try openLog(data)
